@@ -1,0 +1,28 @@
+# The two commands of README.md for a fresh clone:
+#   make course   set up .venv, then run the notebook series (quick profile on CPU, full on a GPU)
+#   make test     set up .venv, then run the tests (the notebook run included)
+# Overrides: make test VENV=/path/to/venv PYTHON=python3.11 PYTEST_ARGS='-m "not notebooks"'
+
+PYTHON ?= python3
+VENV ?= .venv
+OUT ?= build/course
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+# Written after a successful install, so the install runs once (and again when the pins change).
+STAMP := $(VENV)/.dirackit-installed
+
+.PHONY: course test install
+
+course: $(STAMP)
+	$(BIN)/python ci/run_notebooks.py --profile auto --out $(OUT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/torch.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -r requirements/torch.txt -e ".[notebooks,test]"
+	touch $@

@@ -1,0 +1,362 @@
+"""Execute the course notebooks with papermill and check what they produce.
+
+    python ci/run_notebooks.py --profile quick --out build/course [NOTEBOOK ...]
+
+Each notebook runs in its own ``python -m papermill`` process (kernel ``python3``, working directory
+the notebooks folder), two at a time with one math thread per kernel: on 2 cores that is the fastest
+setting measured (docs/performance.md §4). papermill is strict about errors in cells but lenient
+elsewhere, so this runner adds the checks it lacks:
+
+- a parameter that the notebook does not declare fails (papermill only warns);
+- an error captured by an ipywidgets ``Output`` (e.g. inside ``interactive``) fails (papermill
+  never sees it: it lives only in the saved widget state);
+- ``<out_dir>/results.json`` must exist and stay inside the bounds of ``ci/baselines/<stem>.json``.
+
+Profiles: ``full`` runs the defaults of each notebook's ``parameters`` cell, ``quick`` injects
+``ci/params/<stem>.yaml``, ``auto`` is ``full`` when CUDA is available and ``quick`` otherwise.
+``out_dir`` is always injected as ``<out>/<stem>/``. Executed notebooks go to ``<out>/<stem>.ipynb``,
+papermill's log to ``<out>/<stem>.log`` and every notebook's status and results to
+``<out>/summary.json``. Exit status: 0 all passed, 1 a notebook failed, 2 nothing could start
+(no data, unknown notebook name).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import papermill
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PROFILES = ("quick", "full", "auto")
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+BOUND_KEYS = {"min", "max", "equals"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where to read notebooks, parameters and baselines, and how to run them."""
+
+    profile: str  # "quick" or "full" (auto is resolved before)
+    out: Path
+    notebooks_dir: Path = ROOT / "notebooks"
+    params_dir: Path = ROOT / "ci" / "params"
+    baselines_dir: Path = ROOT / "ci" / "baselines"
+    jobs: int = 2
+    execution_timeout: int | None = None  # per cell, seconds; None = unlimited
+
+
+@dataclass
+class Outcome:
+    """What happened to one notebook; one row of the summary."""
+
+    notebook: str
+    status: str = "failed"  # or "passed"
+    seconds: float | None = None  # metadata.papermill.duration of the executed notebook
+    reason: str = ""
+    results: dict[str, Any] | None = None
+    executed: str | None = None
+    log: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+def resolve_profile(profile: str) -> str:
+    """``auto`` means the real settings where they are meant to run (a CUDA GPU), else ``quick``."""
+    if profile != "auto":
+        return profile
+    import torch  # only here: a quick or full run needs no torch in this process
+
+    return "full" if torch.cuda.is_available() else "quick"
+
+
+def find_notebooks(notebooks_dir: Path, names: list[str] | None = None) -> list[Path]:
+    """All ``*.ipynb`` of the folder in name order, or the ones named (stem or file name)."""
+    available = {p.stem: p for p in sorted(notebooks_dir.glob("*.ipynb"))}
+    if not names:
+        return list(available.values())
+    unknown = [n for n in names if Path(n).stem not in available]
+    if unknown:
+        raise ValueError(f"no notebook {', '.join(unknown)} in {notebooks_dir}; "
+                         f"available: {', '.join(available) or 'none'}")
+    return [available[Path(n).stem] for n in names]
+
+
+def declared_parameters(path: Path) -> set[str]:
+    """Names declared in the notebook's ``parameters`` cell, as papermill parses them."""
+    return set(papermill.inspect_notebook(str(path)))
+
+
+def profile_parameters(stem: str, profile: str, params_dir: Path) -> dict[str, Any]:
+    """The values a profile injects, before ``out_dir``: none for full, the YAML file for quick."""
+    if profile == "full":
+        return {}
+    path = params_dir / f"{stem}.yaml"
+    if not path.is_file():
+        raise ValueError(f"the quick profile needs {path}")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold a mapping of parameter names to values")
+    if "out_dir" in values:
+        raise ValueError(f"{path} sets out_dir, which the runner always sets itself")
+    return values
+
+
+def check_parameters(declared: set[str], params: dict[str, Any]) -> list[str]:
+    """Problems with the injected names; papermill would only warn and run with the defaults."""
+    problems = []
+    if "out_dir" not in declared:
+        problems.append('the parameters cell declares no out_dir (add `out_dir: str = "..."`)')
+    unknown = sorted(set(params) - declared - {"out_dir"})
+    if unknown:
+        problems.append(f"unknown parameter(s) {', '.join(unknown)}; "
+                        f"declared: {', '.join(sorted(declared)) or 'none'}")
+    return problems
+
+
+def widget_errors(nb: dict[str, Any]) -> list[str]:
+    """Errors that ipywidgets ``Output`` widgets captured, from the widget state papermill saves.
+
+    An exception raised inside ``interactive`` or an ``Output.capture`` callback becomes an output
+    of the widget, not of the cell, so the cell succeeds and papermill exits 0.
+    """
+    state = nb.get("metadata", {}).get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    return [f"{out.get('ename')}: {out.get('evalue')}"
+            for model in state.values() if model.get("model_name") == "OutputModel"
+            for out in model.get("state", {}).get("outputs", [])
+            if out.get("output_type") == "error"]
+
+
+def cell_error(nb: dict[str, Any]) -> str | None:
+    """The first error output of a cell, as ``In [n]: Name: message`` (n as JupyterLab shows it)."""
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                return f"In [{cell.get('execution_count')}]: {out.get('ename')}: {out.get('evalue')}"
+    return None
+
+
+def check_results(results: dict[str, Any], bounds: dict[str, dict[str, Any]]) -> list[str]:
+    """Compare results with baseline bounds ``{"key": {"min": x, "max": y} | {"equals": v}}``."""
+    problems = []
+    for key, bound in bounds.items():
+        extra = set(bound) - BOUND_KEYS
+        if not bound or extra:
+            problems.append(f"baseline for {key} must use min, max or equals, got {sorted(bound)}")
+            continue
+        if key not in results:
+            problems.append(f"results.json has no {key}")
+            continue
+        value = results[key]
+        if "equals" in bound and value != bound["equals"]:
+            problems.append(f"{key} = {value!r}, expected {bound['equals']!r}")
+        if {"min", "max"} & set(bound):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+                problems.append(f"{key} = {value!r} is not a number")
+                continue
+            if "min" in bound and value < bound["min"]:
+                problems.append(f"{key} = {value:.6g} < min {bound['min']}")
+            if "max" in bound and value > bound["max"]:
+                problems.append(f"{key} = {value:.6g} > max {bound['max']}")
+    return problems
+
+
+def threads_per_kernel(kernels: int) -> int:
+    """Split the cores between the kernels running at once: with torch's default threads, two
+    kernels on 2 cores ran ~2x slower than one after the other; with one thread each, 1.3-1.4x
+    faster (docs/performance.md §4.1)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // kernels)
+
+
+def execute(path: Path, executed: Path, log: Path, params: dict[str, Any], settings: Settings,
+            threads: int) -> int:
+    """Run papermill on one notebook in its own process; returns its exit status.
+
+    A separate process per notebook, rather than papermill's Python API in threads, keeps the
+    kernels' working directories apart (papermill changes the process cwd; nteract/papermill#578).
+    """
+    command = [sys.executable, "-m", "papermill", str(path), str(executed), "--kernel", "python3",
+               "--cwd", str(path.parent), "--parameters_yaml", json.dumps(params),
+               "--no-progress-bar", "--log-output"]
+    if settings.execution_timeout:
+        command += ["--execution-timeout", str(settings.execution_timeout)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    with log.open("w") as stream:
+        return subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, env=env).returncode
+
+
+def last_line(path: Path) -> str:
+    """The last non-empty line of a log: where papermill says why it stopped before any cell."""
+    lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else "papermill failed without output"
+
+
+def run_notebook(path: Path, settings: Settings, threads: int = 1) -> Outcome:
+    """Check parameters, execute, then check widget errors and results against the baseline."""
+    stem = path.stem
+    outcome = Outcome(stem)
+    try:
+        params = profile_parameters(stem, settings.profile, settings.params_dir)
+        problems = check_parameters(declared_parameters(path), params)
+    except ValueError as error:
+        problems = [str(error)]
+    if problems:
+        outcome.reason = "; ".join(problems)
+        return outcome
+
+    # Stale files from an earlier run must not pass for this run's results.
+    out_dir = settings.out / stem
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    executed = settings.out / f"{stem}.ipynb"
+    executed.unlink(missing_ok=True)
+    log = settings.out / f"{stem}.log"
+    outcome.log = str(log)
+    returncode = execute(path, executed, log, {**params, "out_dir": str(out_dir)}, settings, threads)
+
+    nb = json.loads(executed.read_text()) if executed.is_file() else {}
+    if nb:
+        outcome.executed = str(executed)
+        outcome.seconds = nb.get("metadata", {}).get("papermill", {}).get("duration")
+    if returncode:
+        problems.append(cell_error(nb) or last_line(log))
+    problems += [f"widget output captured {e}" for e in widget_errors(nb)]
+    if not returncode:
+        outcome.results, result_problems = read_results(out_dir / "results.json")
+        problems += result_problems
+        if outcome.results is not None:
+            problems += check_baseline(outcome.results, stem, settings)
+    outcome.status = "failed" if problems else "passed"
+    outcome.reason = "; ".join(problems)
+    return outcome
+
+
+def read_results(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """The notebook's results.json, or the problem that stops reading it."""
+    if not path.is_file():
+        return None, [f"the notebook wrote no {path.name} in out_dir"]
+    try:
+        results = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        return None, [f"{path.name} is not valid JSON: {error}"]
+    if not isinstance(results, dict):
+        return None, [f"{path.name} must hold a JSON object"]
+    return results, []
+
+
+def check_baseline(results: dict[str, Any], stem: str, settings: Settings) -> list[str]:
+    """Compare results with the profile's section of ``<baselines_dir>/<stem>.json``."""
+    path = settings.baselines_dir / f"{stem}.json"
+    if not path.is_file():
+        return [f"no baseline {path}"]
+    baseline = json.loads(path.read_text())
+    if settings.profile not in baseline:
+        return [f"{path} has no {settings.profile!r} section"]
+    return check_results(results, baseline[settings.profile])
+
+
+def run_all(paths: list[Path], settings: Settings) -> list[Outcome]:
+    """Run the notebooks ``settings.jobs`` at a time; write and return one outcome per notebook."""
+    settings.out.mkdir(parents=True, exist_ok=True)
+    threads = threads_per_kernel(min(settings.jobs, len(paths)))
+
+    def one(path: Path) -> Outcome:
+        try:
+            outcome = run_notebook(path, settings, threads)
+        except Exception as error:  # a broken notebook or baseline file fails that notebook only
+            outcome = Outcome(path.stem, reason=f"{type(error).__name__}: {error}")
+        seconds = "-" if outcome.seconds is None else f"{outcome.seconds:.1f} s"
+        print(f"{outcome.notebook}: {outcome.status} ({seconds})", flush=True)
+        return outcome
+
+    with ThreadPoolExecutor(max_workers=settings.jobs) as pool:
+        outcomes = list(pool.map(one, paths))
+    summary = {"profile": settings.profile, "passed": all(o.passed for o in outcomes),
+               "notebooks": [asdict(o) for o in outcomes]}
+    (settings.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return outcomes
+
+
+def format_table(outcomes: list[Outcome]) -> str:
+    """A plain-text table: notebook, seconds, status, reason."""
+    rows = [("notebook", "seconds", "status", "reason")]
+    rows += [(o.notebook, "-" if o.seconds is None else f"{o.seconds:.1f}", o.status, o.reason)
+             for o in outcomes]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(f"{a:<{widths[0]}}  {b:>{widths[1]}}  {c:<{widths[2]}}  {d}".rstrip()
+                     for a, b, c, d in rows)
+
+
+def check_data() -> str:
+    """What the notebooks' default data source resolves to; raises DataError (one line, with the
+    fix) before any kernel starts, rather than once per notebook minutes later."""
+    from dirackit.data import resolve_source
+
+    return resolve_source()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebooks", nargs="*", help="notebook stems or file names (default: all)")
+    parser.add_argument("--profile", choices=PROFILES, default="auto")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "notebooks",
+                        help="folder for executed notebooks, logs, results and summary.json")
+    parser.add_argument("--jobs", type=int, default=2, help="notebooks run at the same time")
+    parser.add_argument("--execution-timeout", type=int, default=None,
+                        help="seconds a cell may run; 0 = unlimited (default: 900 for quick, 0 for full)")
+    parser.add_argument("--notebooks-dir", type=Path, default=Settings.notebooks_dir)
+    parser.add_argument("--params-dir", type=Path, default=Settings.params_dir)
+    parser.add_argument("--baselines-dir", type=Path, default=Settings.baselines_dir)
+    parser.add_argument("--no-data-check", action="store_true",
+                        help="skip the check that CIFAR is available (for notebooks without data)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.no_data_check:
+        from dirackit.data import DataError
+
+        try:
+            print(f"data: {check_data()}", flush=True)
+        except DataError as error:
+            print(f"run_notebooks: {error}", file=sys.stderr)
+            return 2
+    try:
+        paths = find_notebooks(args.notebooks_dir.resolve(), args.notebooks)
+    except ValueError as error:
+        print(f"run_notebooks: {error}", file=sys.stderr)
+        return 2
+    if not paths:
+        print(f"run_notebooks: no notebooks in {args.notebooks_dir}", file=sys.stderr)
+        return 2
+    profile = resolve_profile(args.profile)
+    timeout = args.execution_timeout
+    if timeout is None and profile == "quick":
+        timeout = 900
+    settings = Settings(profile, args.out.resolve(), args.notebooks_dir.resolve(), args.params_dir.resolve(),
+                        args.baselines_dir.resolve(), max(1, args.jobs), timeout or None)
+    print(f"profile: {profile}; {len(paths)} notebook(s), {settings.jobs} at a time -> {settings.out}",
+          flush=True)
+    outcomes = run_all(paths, settings)
+    print(format_table(outcomes))
+    for o in outcomes:
+        if not o.passed and o.log:
+            print(f"{o.notebook}: see {o.executed or o.log}")
+    return 0 if all(o.passed for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

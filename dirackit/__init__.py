@@ -1,0 +1,28 @@
+"""dirackit: Wide ResNets, DiracNets, DGConv and Diverse Branch Blocks on CIFAR.
+
+The public API. Plotting lives in ``dirackit.viz`` and is imported on first use, so importing
+dirackit never pulls in matplotlib, bokeh or ipywidgets.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import recipes
+from .data import CifarData, DataError, GpuLoader, load_cifar
+from .folding import check_fold, fold
+from .metrics import count_macs, count_params
+from .recipes import Recipe
+from .registry import build_model, list_models, model_card
+from .runlog import RunLog, load_run, load_runs
+from .train import fit
+
+__all__ = ["build_model", "list_models", "model_card", "count_params", "count_macs", "fold", "check_fold",
+           "Recipe", "recipes", "load_cifar", "CifarData", "GpuLoader", "DataError", "fit", "RunLog",
+           "load_run", "load_runs"]
+
+
+def __getattr__(name: str):
+    if name == "viz":
+        import importlib
+        return importlib.import_module(".viz", __name__)
+    raise AttributeError(f"module 'dirackit' has no attribute {name!r}")

@@ -1,0 +1,63 @@
+"""Checkpoints that survive being killed: written to a temp file, then renamed into place.
+
+A checkpoint holds everything exact resume needs (model, optimiser, step, RNG and loader state)
+and only tensors and plain Python values, so it loads with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+__all__ = ["atomic_write", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state",
+           "CheckpointError"]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read."""
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)``, then rename the temp file onto ``path``: readers see the old file or
+    the complete new one, never a torn one (the rename is atomic on POSIX and Windows)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # torch raises RuntimeError/UnpicklingError/EOFError for damaged files
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); "
+                              f"delete it to start the run over") from e
+
+
+def rng_state() -> dict:
+    """The global RNG states that training consumes (dropout, init): CPU and, if used, CUDA."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

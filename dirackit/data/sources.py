@@ -1,0 +1,317 @@
+"""Where CIFAR comes from: image folders and archives, torchvision-format folders, and the download.
+
+This module finds a source, fingerprints and hashes it, and reads its raw bytes; turning image files
+into pixels is ``decode.py``'s job. An image source holds ``train|test/<class>/<image>``, optionally
+inside one top-level folder; classes are the sorted folder names (CIFAR-10's label order is
+alphabetical, so the shared JPEG copy and torchvision agree).
+"""
+from __future__ import annotations
+
+import hashlib
+import lzma
+import os
+import pickle
+import shutil
+import socket
+import tarfile
+import tempfile
+import urllib.parse
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .dataset import DataError
+
+SPLITS = ("train", "test")
+ARCHIVES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".zip")
+IMAGES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
+HOW_TO_GET = ("export DIRACKIT_DATA=/path/to/cifar10-jpeg.tar.xz or run "
+              "python data_scripts/prepare_cifar.py --archive PATH")
+
+
+@dataclass(frozen=True)
+class Torchvision:
+    """The file layout of one dataset in torchvision's pickle format."""
+    dataset: str  # class name in torchvision.datasets
+    folder: str
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    meta: str
+    names_key: str
+    labels_key: str
+
+
+TORCHVISION = {
+    "cifar10": Torchvision("CIFAR10", "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)),
+                           ("test_batch",), "batches.meta", "label_names", "labels"),
+    "cifar100": Torchvision("CIFAR100", "cifar-100-python", ("train",), ("test",), "meta", "fine_label_names",
+                            "fine_labels"),
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """A located source: ``kind`` is "archive", "folder" or "torchvision" (then ``variant`` is its key)."""
+    kind: str
+    path: Path
+    name: str  # what CifarData.source reports: the absolute path, or "torchvision:cifar10" for downloads
+    variant: str = ""
+
+    @property
+    def downloadable(self) -> bool:
+        return self.name.startswith("torchvision:")
+
+    def files(self) -> list[tuple[str, Path]]:
+        """(relative name, path) of every file this source reads, sorted: what the fingerprint covers."""
+        if self.kind == "archive":
+            return [(self.path.name, self.path)]
+        if self.kind == "torchvision":
+            layout = TORCHVISION[self.variant]
+            return [(n, self.path / n) for n in sorted((*layout.train, *layout.test, layout.meta))]
+        files = []
+        for parent, dirs, names in os.walk(self.path):
+            dirs[:] = [d for d in dirs if not _hidden(d)]
+            rel = Path(parent).relative_to(self.path).parts
+            files += [("/".join((*rel, n)), Path(parent, n)) for n in names if _classify((*rel, n), self.name)]
+        return sorted(files)
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache folder: ``cache_dir``, else ``$DIRACKIT_CACHE``, else ``~/.cache/dirackit``."""
+    return Path(cache_dir or os.environ.get("DIRACKIT_CACHE") or "~/.cache/dirackit").expanduser().absolute()
+
+
+def locate(source: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None) -> Source:
+    """Find what ``source`` names without reading or downloading it (None: $DIRACKIT_DATA or "cifar10")."""
+    source = source or os.environ.get("DIRACKIT_DATA") or "cifar10"
+    key = str(source).lower().removeprefix("torchvision:")
+    if key in TORCHVISION:
+        return Source("torchvision", cache_root(cache_dir) / "torchvision" / TORCHVISION[key].folder,
+                      f"torchvision:{key}", key)
+    path = Path(source).expanduser().absolute()
+    if not path.exists():
+        raise DataError(f"data source not found: {path}; give an archive or folder with train|test/<class>/<image> "
+                        f"(e.g. export DIRACKIT_DATA=/path/to/cifar10-jpeg.tar.xz), or download with python "
+                        f"data_scripts/prepare_cifar.py --download cifar10")
+    if path.is_file():
+        if not path.name.lower().endswith(ARCHIVES):
+            raise DataError(f"unsupported file type: {path} (supported archives: {', '.join(ARCHIVES)}; "
+                            f"or give a folder with train|test/<class>/<image>)")
+        return Source("archive", path, str(path))
+    for key, layout in TORCHVISION.items():
+        for folder in (path / layout.folder, path):
+            if folder.is_dir() and (folder.name == layout.folder or (folder / layout.meta).is_file()):
+                return Source("torchvision", folder, str(folder), key)
+    return Source("folder", path, str(path))
+
+
+def resolve_source(source: str | os.PathLike | None = None, *, cache_dir: str | os.PathLike | None = None) -> str:
+    """What ``load_cifar(source)`` would read; raises DataError at once when it is not available."""
+    src = locate(source, cache_dir)
+    if src.downloadable and not _complete(src):
+        _check_online(src)
+    return src.name
+
+
+def fetch(src: Source, download: bool = True) -> None:
+    """Make sure a torchvision-format source is on disk, downloading it once into the cache if needed."""
+    if src.kind != "torchvision" or _complete(src):
+        return
+    if not src.downloadable:
+        missing = [n for n, p in src.files() if not p.is_file()]
+        raise DataError(f"incomplete torchvision CIFAR folder {src.path}: missing {', '.join(missing)}; "
+                        f"download it again or {HOW_TO_GET}")
+    if not download:
+        raise DataError(f"{src.variant} is not in {src.path.parent} and download=False; pass download=True "
+                        f"when online, or {HOW_TO_GET}")
+    _check_online(src)
+    import torchvision.datasets
+    from torchvision.datasets.utils import download_and_extract_archive
+    cls = getattr(torchvision.datasets, TORCHVISION[src.variant].dataset)
+    src.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=src.path.parent))  # same disk: os.replace is atomic
+    try:
+        download_and_extract_archive(cls.url, str(tmp), filename=cls.filename, md5=cls.tgz_md5)
+        try:
+            os.replace(tmp / src.path.name, src.path)
+        except OSError:
+            if not _complete(src):  # else another process finished the same download first
+                raise
+    except (OSError, RuntimeError, tarfile.TarError) as e:
+        raise DataError(f"downloading {src.variant} failed ({_one_line(e)}); {HOW_TO_GET}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def fingerprint(src: Source) -> tuple[str, int]:
+    """A cheap stand-in for the content hash: paths, sizes and mtimes of the files (like make), and the
+    newest mtime in ns."""
+    h, newest = hashlib.sha256(f"{src.kind}:{src.path}".encode()), 0
+    for rel, path in src.files():
+        st = path.stat()
+        h.update(f"\0{rel}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+        newest = max(newest, st.st_mtime_ns)
+    return h.hexdigest(), newest
+
+
+def content_hash(src: Source) -> str:
+    """sha256 of an archive's bytes; for folders, of every read file's relative name and bytes."""
+    h = hashlib.sha256()
+    for rel, path in src.files():
+        if src.kind != "archive":
+            h.update(f"{rel}\0{path.stat().st_size}\0".encode())
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def read_images(src: Source) -> Iterator[tuple[str, str, str, bytes]]:
+    """Yield ``(split, class, name, file bytes)`` for every image of an archive or folder, in file order.
+
+    Archives are streamed once front to back (a .tar.xz cannot seek cheaply), so decoding can start
+    while the rest is still being decompressed.
+    """
+    prefixes = set()
+    try:
+        for parts, read in _members(src):
+            if found := _classify(parts, src.name):
+                prefixes.add(found[0])
+                yield found[1], found[2], _display(src, parts), read()
+    except (tarfile.TarError, zipfile.BadZipFile, lzma.LZMAError, zlib.error, EOFError, OSError) as e:
+        if src.kind != "archive":
+            raise
+        raise DataError(f"corrupt or truncated archive {src.path} ({_one_line(e)}); download or create it "
+                        f"again") from None
+    if len(prefixes) > 1:
+        raise DataError(f"train/ and test/ found under several top-level folders of {src.path} "
+                        f"({', '.join(sorted(p or '.' for p in prefixes))}): keep exactly one")
+
+
+def read_torchvision(src: Source) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Train images, train labels, test images, test labels (N, 32, 32, 3 uint8 / int64) and class names."""
+    layout = TORCHVISION[src.variant]
+    (names,) = _entries(src.path / layout.meta, layout.names_key)
+    classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+    splits = []
+    for files in (layout.train, layout.test):
+        images, labels = [], []
+        for name in files:
+            path = src.path / name
+            data, y = _entries(path, "data", layout.labels_key)
+            data, y = np.asarray(data, dtype=np.uint8), np.asarray(y, dtype=np.int64)
+            if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or y.shape != (len(data),):
+                raise DataError(f"{path} holds data of shape {data.shape} and labels of shape {y.shape}; expected "
+                                f"(N, 3072) and (N,): download the dataset again")
+            if len(y) and (y.min() < 0 or y.max() >= len(classes)):
+                bad = int(y.max() if y.max() >= len(classes) else y.min())
+                raise DataError(f"labels out of range in {path}: found {bad} but {layout.meta} names "
+                                f"{len(classes)} classes (0..{len(classes) - 1}); download the dataset again")
+            images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            labels.append(y)
+        splits += [np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)]
+    return (*splits, classes)
+
+
+def _members(src: Source) -> Iterator[tuple[tuple[str, ...], Callable[[], bytes]]]:
+    """(path parts, read-bytes function) of each regular file, in storage order."""
+    if src.kind == "folder":
+        for rel, path in src.files():
+            yield tuple(rel.split("/")), path.read_bytes
+    elif src.path.name.lower().endswith(".zip"):
+        with zipfile.ZipFile(src.path) as zf:
+            for info in zf.infolist():
+                if not info.is_dir():
+                    yield _parts(info.filename), lambda info=info: zf.read(info)
+    else:
+        with tarfile.open(src.path, "r|*") as tf:  # stream mode: one sequential pass
+            for member in tf:
+                if member.isfile():
+                    yield _parts(member.name), lambda member=member: tf.extractfile(member).read()
+            # A tar ends with two zero blocks and tarfile stops at the first; a file cut between two
+            # members would otherwise end the loop early without an error.
+            if len(tf.fileobj.read(tarfile.BLOCKSIZE)) < tarfile.BLOCKSIZE:
+                raise tarfile.ReadError("unexpected end of data")
+
+
+def _classify(parts: tuple[str, ...], where: str) -> tuple[str, str, str] | None:
+    """``(top folder or "", split, class)`` for an image path; None for files outside the layout."""
+    if any(_hidden(p) for p in parts):
+        return None
+    for depth in (0, 1):
+        if len(parts) > depth + 1 and parts[depth] in SPLITS:
+            split, rest = parts[depth], parts[depth + 1:]
+            if len(rest) != 2:
+                raise DataError(f"unexpected file {'/'.join(parts)} in {where}: images must sit in "
+                                f"{split}/<class>/<image>")
+            if not rest[1].lower().endswith(IMAGES):
+                raise DataError(f"unsupported file type: {'/'.join(parts)} in {where} (images must be one of "
+                                f"{', '.join(IMAGES)}); remove it")
+            return parts[0] if depth else "", split, rest[0]
+    return None
+
+
+def _entries(path: Path, *keys: str) -> list:
+    """Entries of a torchvision CIFAR pickle (a dict), read with the restricted unpickler below."""
+    try:
+        with open(path, "rb") as f:
+            obj = _NumpyUnpickler(f, encoding="latin1").load()
+        obj = {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
+        key = next((k for k in keys if k not in obj), None)
+        if key is None:
+            return [obj[k] for k in keys]
+    except FileNotFoundError:
+        raise DataError(f"missing {path}: download the dataset again, or {HOW_TO_GET}") from None
+    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError, ImportError) as e:
+        raise DataError(f"corrupt or truncated torchvision CIFAR file {path} ({_one_line(e)}); download it "
+                        f"again") from None
+    raise DataError(f"{path} has no {key!r} entry: not a torchvision CIFAR file; download it again")
+
+
+class _NumpyUnpickler(pickle.Unpickler):
+    """Unpickles only what CIFAR batch files hold (dicts, lists, numpy arrays): no arbitrary code."""
+    SAFE = {("_codecs", "encode"), ("numpy", "ndarray"), ("numpy", "dtype")} | {
+        (f"numpy.{core}.{mod}", name) for core in ("core", "_core")
+        for mod, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.SAFE:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _complete(src: Source) -> bool:
+    return all(p.is_file() for _, p in src.files())
+
+
+def _check_online(src: Source) -> None:
+    """Fail in seconds, not minutes, when the download host is unreachable (torchvision sets no timeout)."""
+    import torchvision.datasets
+    url = getattr(torchvision.datasets, TORCHVISION[src.variant].dataset).url
+    host = urllib.parse.urlparse(url).hostname
+    try:
+        socket.create_connection((host, 443), timeout=5).close()
+    except OSError as e:
+        raise DataError(f"cannot download {src.variant} ({host} unreachable: {_one_line(e)}); offline, point at "
+                        f"a local copy: {HOW_TO_GET}") from None
+
+
+def _parts(name: str) -> tuple[str, ...]:
+    """Path parts of an archive member ("./train/cat/1.png" -> train, cat, 1.png); str ops, as pathlib is slow."""
+    return tuple(p for p in name.split("/") if p not in ("", "."))
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name == "__MACOSX"
+
+
+def _display(src: Source, parts: tuple[str, ...]) -> str:
+    return str(src.path.joinpath(*parts)) if src.kind == "folder" else f"{'/'.join(parts)} (in {src.path})"
+
+
+def _one_line(e: BaseException) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0]

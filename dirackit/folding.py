@@ -1,0 +1,84 @@
+"""Folding a trained model into its inference form, and checking that nothing changed.
+
+``fold(model)`` returns a new model: every child that has a ``fold()`` method is replaced by what
+that method returns (a plain module computing the same function in eval mode), and inside every
+``nn.Sequential`` each BatchNorm that directly follows a conv is merged into that conv's weight and
+bias. The input model is never modified.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+__all__ = ["fold", "check_fold", "FoldError"]
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_BNS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+class FoldError(AssertionError):
+    """A folded model does not compute what the original computes."""
+
+
+def fold(model: nn.Module) -> nn.Module:
+    """A new eval-mode model in inference form; ``model`` itself is left untouched."""
+    folded = copy.deepcopy(model).eval()
+    if hasattr(folded, "fold") and not isinstance(folded, nn.Sequential):
+        return folded.fold().eval()
+    _fold_children(folded)
+    return folded
+
+
+def _fold_children(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if hasattr(child, "fold"):
+            setattr(module, name, child.fold().eval())
+        else:
+            _fold_children(child)
+    if isinstance(module, nn.Sequential):
+        _fuse_conv_bn_pairs(module)
+
+
+def _fuse_conv_bn_pairs(seq: nn.Sequential) -> None:
+    names = list(seq._modules)
+    for first, second in zip(names, names[1:]):
+        conv, bn = seq._modules[first], seq._modules[second]
+        if isinstance(conv, _CONVS) and isinstance(bn, _BNS) and bn.track_running_stats:
+            seq._modules[first] = fuse_conv_bn_eval(conv, bn)
+            seq._modules[second] = nn.Identity()
+
+
+def unfolded_parts(model: nn.Module) -> list[str]:
+    """Names of what ``fold`` would still change: foldable layers and conv->BN pairs."""
+    found = [n for n, m in model.named_modules() if n and hasattr(m, "fold")]
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Sequential):
+            kids = [c for c in m.children() if not isinstance(c, nn.Identity)]
+            found += [f"{name}: {type(a).__name__}->{type(b).__name__}" for a, b in zip(kids, kids[1:])
+                      if isinstance(a, _CONVS) and isinstance(b, _BNS)]
+    return found
+
+
+@torch.no_grad()
+def check_fold(model: nn.Module, x: torch.Tensor, tol: float = 1e-5) -> float:
+    """Fold ``model`` and compare eval-mode outputs on ``x``; returns max|delta| / max|reference|.
+
+    Raises ``FoldError`` when the relative error exceeds ``tol`` or when something foldable is
+    left in the folded model. ``model``'s train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    try:
+        reference = model.eval()(x)
+        folded = fold(model)
+        error = ((folded(x) - reference).abs().max() / reference.abs().max().clamp_min(1e-30)).item()
+    finally:
+        model.train(was_training)
+    left = unfolded_parts(folded)
+    if left:
+        raise FoldError(f"fold left foldable parts behind: {left[:5]}")
+    if not error <= tol:
+        raise FoldError(f"folded model differs: max|delta|/max|ref| = {error:.3g} > {tol:g}")
+    return error

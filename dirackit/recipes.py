@@ -1,0 +1,110 @@
+"""Training recipes: one frozen dataclass, and each paper's CIFAR recipe as a named preset.
+
+Change a preset with ``.replace(epochs=10)``; an unknown field raises. ``asdict()`` goes verbatim
+into a run's provenance and checkpoint, so a run can be repeated from its folder alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["Recipe", "WRN", "DIRACNET", "PRERESNET", "RESNEXT", "DBB", "FAST", "PRESETS", "get_recipe",
+           "lr_at"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides how a model is trained (the model and data are separate)."""
+
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.1                       # peak learning rate (per batch of `batch_size`)
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    decay: Literal["all", "weights"] = "all"  # "weights": only conv/linear weights (tensors of dim > 1)
+    schedule: Literal["step", "cosine", "onecycle"] = "step"
+    milestones: tuple[int, ...] = (60, 120, 160)  # epochs where "step" multiplies lr by gamma
+    gamma: float = 0.2
+    warmup: float = 0.15                  # "onecycle": fraction of the steps spent rising to lr
+    crop_pad: int = 4                     # random crop from an image padded by this many pixels
+    pad_mode: Literal["reflect", "zero"] = "reflect"
+    flip: bool = True                     # random horizontal flip
+    label_smoothing: float = 0.0
+    drop_last: bool = True                # skip the last incomplete batch, as the Lua reference does
+    seed: int = 0
+    bf16: bool = True                     # bf16 autocast on CUDA (ignored on CPU, which trains in fp32)
+    channels_last: bool = True            # NHWC memory format on CUDA
+    compile: bool = False                 # torch.compile the model (CUDA; costs warm-up time)
+    nan_check_every: int = 25             # steps between host-side checks of the on-device NaN flag
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.lr > 0, f"lr must be positive, got {self.lr}"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (self.decay in ("all", "weights"), f"decay must be 'all' or 'weights', got {self.decay!r}"),
+            (self.schedule in ("step", "cosine", "onecycle"),
+             f"schedule must be step|cosine|onecycle, got {self.schedule!r}"),
+            (self.pad_mode in ("reflect", "zero"), f"pad_mode must be reflect|zero, got {self.pad_mode!r}"),
+            (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (0 < self.warmup < 1, f"warmup must be in (0, 1), got {self.warmup}"),
+            (self.nan_check_every >= 1, f"nan_check_every must be >= 1, got {self.nan_check_every}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+
+    def replace(self, **changes) -> "Recipe":
+        """A copy with some fields changed; an unknown field name raises TypeError."""
+        return dataclasses.replace(self, **changes)
+
+    def asdict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def lr_at(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
+    """Learning rate for optimiser step ``step`` (0-based): a pure function, so resume needs no state."""
+    total = recipe.epochs * steps_per_epoch
+    if recipe.schedule == "step":
+        epoch = step // steps_per_epoch
+        return recipe.lr * recipe.gamma ** sum(epoch >= m for m in recipe.milestones)
+    if recipe.schedule == "cosine":
+        return 0.5 * recipe.lr * (1 + math.cos(math.pi * step / total))
+    rise = max(1, round(recipe.warmup * total))  # onecycle: linear up, then linear down to 0
+    if step < rise:
+        return recipe.lr * (step + 1) / rise
+    return recipe.lr * max(0.0, (total - step) / max(1, total - rise))
+
+
+# WRN paper code (szagoruyko/wide-residual-networks, scripts/train_cifar.sh + train.lua):
+# Nesterov SGD, lr 0.1 x0.2 at 60/120/160 of 200, wd 5e-4 on all parameters, reflect-pad crops.
+WRN = Recipe()
+# DiracNets v2 train.py: as WRN but no Nesterov and weight decay only on tensors of dim > 1.
+DIRACNET = Recipe(nesterov=False, decay="weights")
+# He et al. 2016 (ResNet / pre-act ResNet on CIFAR): lr 0.1 /10 at 32k and 48k of 64k iterations
+# of batch 128 (epochs 82 and 123 of 164), wd 1e-4, zero-padded crops.
+PRERESNET = Recipe(epochs=164, milestones=(82, 123), gamma=0.1, weight_decay=1e-4, nesterov=False,
+                   pad_mode="zero")
+# ResNeXt-29 on CIFAR (Xie et al. 2017): 300 epochs, lr 0.1 /10 at 150 and 225, wd 5e-4, zero pad.
+RESNEXT = Recipe(epochs=300, milestones=(150, 225), gamma=0.1, nesterov=False, pad_mode="zero")
+# DBB paper via ACNet's CIFAR pipeline: cosine from 0.1, wd 1e-4, zero pad (epochs: ACNet uses 400).
+DBB = Recipe(epochs=400, schedule="cosine", weight_decay=1e-4, nesterov=False, pad_mode="zero")
+# Short runs (quick notebooks, time-to-accuracy): one-cycle, larger batches, label smoothing.
+FAST = Recipe(epochs=15, batch_size=512, lr=0.4, schedule="onecycle", weight_decay=5e-4,
+              label_smoothing=0.1)
+
+PRESETS: dict[str, Recipe] = {"wrn": WRN, "diracnet": DIRACNET, "preresnet": PRERESNET,
+                              "resnext": RESNEXT, "dbb": DBB, "fast": FAST}
+
+
+def get_recipe(name: str) -> Recipe:
+    """A preset by name (``wrn``, ``diracnet``, ``preresnet``, ``resnext``, ``dbb``, ``fast``)."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown recipe {name!r}: choose one of {', '.join(PRESETS)}") from None

@@ -1,0 +1,91 @@
+"""Model registry: a name pattern such as ``wrn-{depth}-{width}`` maps to one builder.
+
+A name is parsed against every registered pattern; the numbers it carries become the builder's
+keyword arguments, so ``build_model("wrn-28-10", dropout=0.3)`` calls ``wrn(depth=28, width=10,
+num_classes=10, dropout=0.3)``. Builders take explicit keywords, so a misspelt option raises.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+from torch import nn
+
+__all__ = ["register", "build_model", "list_models", "model_card", "ModelCard"]
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What the registry knows about a family: its paper, recipe and reference parameter counts."""
+
+    pattern: str
+    builder: Callable[..., nn.Module]
+    paper: str
+    recipe: str
+    examples: tuple[str, ...]
+    params: dict[str, int] = field(default_factory=dict)  # name -> trainable parameters (10 classes)
+    regex: re.Pattern = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        parts = re.split(r"\{(\w+)\}", self.pattern)
+        body = "".join(
+            re.escape(p) if i % 2 == 0 else rf"(?P<{p}>\d+)" for i, p in enumerate(parts)
+        )
+        object.__setattr__(self, "regex", re.compile(body + r"\Z"))
+
+    def parse(self, name: str) -> dict[str, int] | None:
+        match = self.regex.match(name)
+        return None if match is None else {k: int(v) for k, v in match.groupdict().items()}
+
+
+_CARDS: dict[str, ModelCard] = {}
+
+
+def register(pattern: str, *, paper: str, recipe: str, examples: tuple[str, ...],
+             params: dict[str, int] | None = None) -> Callable:
+    """Decorator adding a builder under a name pattern; duplicate patterns are a bug and raise."""
+
+    def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if pattern in _CARDS:
+            raise ValueError(f"model pattern {pattern!r} is registered twice")
+        _CARDS[pattern] = ModelCard(pattern, builder, paper, recipe, tuple(examples), dict(params or {}))
+        return builder
+
+    return add
+
+
+def _find(name: str) -> tuple[ModelCard, dict[str, int]]:
+    _load_families()
+    for card in _CARDS.values():
+        args = card.parse(name)
+        if args is not None:
+            return card, args
+    known = ", ".join(c.pattern for c in _CARDS.values())
+    raise ValueError(f"unknown model {name!r}: known families are {known}")
+
+
+def build_model(name: str, num_classes: int = 10, **options) -> nn.Module:
+    """Build a registered model by name, e.g. ``build_model("wrn-28-10", dropout=0.3)``.
+
+    The result remembers how it was built (``model.build_spec``) so a run folder can rebuild it.
+    """
+    card, args = _find(name)
+    model = card.builder(**args, num_classes=num_classes, **options)
+    model.build_spec = {"name": name, "num_classes": num_classes, "options": dict(options)}
+    return model
+
+
+def model_card(name: str) -> ModelCard:
+    """The card of the family ``name`` belongs to (paper, recipe name, reference counts)."""
+    return _find(name)[0]
+
+
+def list_models() -> list[str]:
+    """Example names of every registered family (each one builds)."""
+    _load_families()
+    return [n for card in _CARDS.values() for n in card.examples]
+
+
+def _load_families() -> None:
+    from . import models  # noqa: F401  (importing the family modules registers them)

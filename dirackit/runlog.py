@@ -1,0 +1,114 @@
+"""A run folder: provenance once (``config.json``), one JSON line per epoch (``log.jsonl``).
+
+The log is plain JSON lines so ``pandas.read_json(path, lines=True)`` reads it and any tool can
+append to or plot it. ``load_runs`` stacks many runs into one DataFrame for comparison plots.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+from .checkpoint import atomic_write
+
+__all__ = ["RunLog", "load_runs", "load_run"]
+
+CONFIG, LOG, CHECKPOINT = "config.json", "log.jsonl", "checkpoint.pt"
+TIMING_COLUMNS = ("seconds", "images_per_s", "eval_seconds")  # differ between identical runs
+
+
+class RunLog:
+    """Provenance header plus per-epoch rows, mirrored to ``dir`` when it is set."""
+
+    def __init__(self, dir: str | os.PathLike | None, header: dict, rows: list[dict] | None = None):
+        self.dir = None if dir is None else Path(dir)
+        self.header = header
+        self.rows = list(rows or [])
+
+    @classmethod
+    def create(cls, dir: str | os.PathLike | None, header: dict) -> "RunLog":
+        run = cls(dir, header)
+        if run.dir is not None:
+            atomic_write(run.dir / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(header, indent=1)))
+            atomic_write(run.dir / LOG, lambda tmp: Path(tmp).write_text(""))
+        return run
+
+    @classmethod
+    def read(cls, dir: str | os.PathLike) -> "RunLog":
+        """Read a run folder; a torn last line (a run killed while writing it) is dropped."""
+        dir = Path(dir)
+        if not (dir / CONFIG).is_file():
+            raise FileNotFoundError(f"{dir} is not a dirackit run folder (no {CONFIG})")
+        header = json.loads((dir / CONFIG).read_text())
+        rows = []
+        log = dir / LOG
+        for line in (log.read_text().splitlines() if log.is_file() else []):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+        return cls(dir, header, rows)
+
+    def append(self, row: dict) -> None:
+        self.rows.append(row)
+        if self.dir is not None:
+            with open(self.dir / LOG, "a") as f:
+                f.write(json.dumps(row) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+
+    def truncate(self, num_rows: int) -> None:
+        """Keep the first ``num_rows`` rows (on resume: the epochs the checkpoint holds)."""
+        self.rows = self.rows[:num_rows]
+        if self.dir is not None:
+            text = "".join(json.dumps(r) + "\n" for r in self.rows)
+            atomic_write(self.dir / LOG, lambda tmp: Path(tmp).write_text(text))
+
+    def frame(self):
+        """The rows as a pandas DataFrame, one row per epoch."""
+        import pandas as pd
+        return pd.DataFrame(self.rows)
+
+    @property
+    def last(self) -> dict:
+        return self.rows[-1] if self.rows else {}
+
+    def __repr__(self) -> str:
+        name = self.header.get("model", {}).get("name", "?")
+        return f"RunLog({name}, {len(self.rows)} epochs, dir={self.dir})"
+
+
+def load_runs(paths: Iterable[str | os.PathLike] | str | os.PathLike):
+    """Every run folder under ``paths`` (folders holding ``config.json``, searched recursively)
+    as one DataFrame with columns ``run`` (folder), ``model`` and ``num_params`` added."""
+    import pandas as pd
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    frames = []
+    for root in map(Path, paths):
+        for config in sorted([root / CONFIG] if (root / CONFIG).is_file() else root.rglob(CONFIG)):
+            run = RunLog.read(config.parent)
+            frame = run.frame()
+            frame.insert(0, "run", str(config.parent))
+            frame.insert(1, "model", run.header.get("model", {}).get("name"))
+            frame.insert(2, "num_params", run.header.get("num_params"))
+            frames.append(frame)
+    if not frames:
+        raise FileNotFoundError(f"no run folders (with {CONFIG}) under {[str(p) for p in paths]}")
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_run(dir: str | os.PathLike):
+    """``(model, config, log)`` of a run folder: the model rebuilt by name with the checkpoint's
+    weights (eval mode, CPU), the provenance dict, and the per-epoch DataFrame."""
+    from .checkpoint import load_checkpoint
+    from .registry import build_model
+    run = RunLog.read(dir)
+    spec = run.header.get("model", {})
+    if "name" not in spec or "options" not in spec:
+        raise ValueError(f"{dir}: the model was not built with dirackit.build_model, so it cannot be "
+                         f"rebuilt by name; build it yourself and load {CHECKPOINT}['model']")
+    model = build_model(spec["name"], num_classes=spec["num_classes"], **spec["options"])
+    model.load_state_dict(load_checkpoint(run.dir / CHECKPOINT)["model"])
+    return model.eval(), run.header, run.frame()

@@ -1,0 +1,273 @@
+"""Training: ``fit(model, data, recipe, out=DIR)``; its command line is ``python -m dirackit.train``.
+
+Models plug in through optional methods, looked up by name (none of them is required):
+
+- ``no_weight_decay() -> set[str]``: parameter names that get no weight decay (e.g. Dirac a, b);
+- ``loss(logits, targets) -> Tensor``: the training objective, replacing cross-entropy (e.g. a
+  complexity-budget term); evaluation always reports plain cross-entropy;
+- ``log_state() -> dict``: small JSON-able summaries added to each epoch's log row.
+
+A run folder holds ``config.json`` (provenance), ``log.jsonl`` (one row per epoch) and
+``checkpoint.pt`` (rewritten atomically every epoch). ``resume=True`` continues from the checkpoint
+and cuts the log back to it, so a killed and resumed run logs what an uninterrupted one logs.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from contextlib import nullcontext
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ..data import CifarData, DataError, GpuLoader
+from ..metrics import count_params
+from ..recipes import Recipe, WRN, lr_at
+from ..runlog import CHECKPOINT, RunLog
+
+__all__ = ["fit", "evaluate", "param_groups", "resolve_device", "TrainingDiverged"]
+
+Callback = Callable[[dict, RunLog], None]
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple's MPS, then the CPU; a named device must exist."""
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but this torch sees no CUDA GPU; use --device auto or cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' was asked for but is not available here; use --device auto or cpu")
+    return device
+
+
+def param_groups(model: nn.Module, recipe: Recipe) -> list[dict]:
+    """Two SGD groups, with and without weight decay.
+
+    ``decay="all"`` decays every parameter (the WRN reference); ``"weights"`` only tensors of
+    dim > 1, i.e. conv and linear weights (the DiracNet reference). Names listed by the model's
+    ``no_weight_decay()`` never decay.
+    """
+    exempt = set(getattr(model, "no_weight_decay", lambda: ())())
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = name in exempt or (recipe.decay == "weights" and p.ndim <= 1)
+        (no_decay if skip else decay).append(p)
+    return [{"params": decay, "weight_decay": recipe.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: GpuLoader, autocast=nullcontext) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over one pass of ``loader`` (eval mode)."""
+    model.eval()
+    loss = torch.zeros((), device=loader.device)
+    correct = torch.zeros((), device=loader.device, dtype=torch.long)
+    for x, y in loader:
+        with autocast():
+            logits = model(x)
+        loss += F.cross_entropy(logits.float(), y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    return loss.item() / loader.num_samples, correct.item() / loader.num_samples
+
+
+def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.PathLike | None = None, *,
+        resume: bool = False, callbacks: Iterable[Callback] = (), progress: bool = True,
+        device: str | torch.device = "auto") -> RunLog:
+    """Train ``model`` on ``data`` with ``recipe``; returns the run's log (also written to ``out``).
+
+    Each callback is called as ``callback(row, run)`` after every epoch (live plots use this).
+    """
+    device = resolve_device(device)
+    cuda = device.type == "cuda"
+    out = None if out is None else Path(out)
+    checkpoint_path = None if out is None else out / CHECKPOINT
+    model.to(device)
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
+    if cuda and recipe.channels_last:
+        model.to(memory_format=torch.channels_last)
+    _check_output_size(model, data, device)
+
+    loader_args = dict(mean=data.mean, std=data.std, device=device)
+    train_loader = GpuLoader(data.train_images, data.train_labels, batch_size=recipe.batch_size, train=True,
+                             crop_pad=recipe.crop_pad, pad_mode=recipe.pad_mode, flip=recipe.flip,
+                             drop_last=recipe.drop_last, seed=recipe.seed, **loader_args)
+    test_loader = GpuLoader(data.test_images, data.test_labels, batch_size=max(recipe.batch_size, 500),
+                            train=False, **loader_args)
+    steps_per_epoch = len(train_loader)
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size {recipe.batch_size} exceeds the {train_loader.num_samples} training "
+                         f"images and drop_last is set: lower batch_size or use more data")
+
+    optimizer = torch.optim.SGD(param_groups(model, recipe), lr=recipe.lr, momentum=recipe.momentum,
+                                nesterov=recipe.nesterov)
+    header = _provenance(model, data, recipe, device)
+    start_epoch, run = 0, None
+    if resume:
+        if out is None:
+            raise ValueError("resume=True needs out=DIR: the folder of the run to continue")
+        if checkpoint_path.is_file():
+            state = load_checkpoint(checkpoint_path, map_location=device)
+            _check_same_run(state, header, out)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            set_rng_state(state["rng"])
+            start_epoch = state["epoch"]
+            run = RunLog.read(out)
+            run.truncate(start_epoch)
+    elif checkpoint_path is not None and checkpoint_path.exists():
+        raise FileExistsError(f"{out} already holds a run: pass resume=True (--resume) to continue it, "
+                              f"or choose a new folder")
+    if run is None:
+        torch.manual_seed(recipe.seed)
+        run = RunLog.create(out, header)
+
+    train_model = torch.compile(model) if recipe.compile else model
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda and recipe.bf16 else nullcontext
+    loss_fn = getattr(model, "loss", None) or (
+        lambda logits, y: F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing))
+    log_state = getattr(model, "log_state", dict)
+    bar = _progress_bar(progress)
+
+    step = start_epoch * steps_per_epoch
+    for epoch in range(start_epoch, recipe.epochs):
+        train_loader.set_epoch(epoch)
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        first_bad = torch.full((), -1, device=device, dtype=torch.long)  # global step of the first NaN
+        _sync(device)
+        t0 = time.perf_counter()
+        for x, y in bar(train_loader, desc=f"epoch {epoch + 1}/{recipe.epochs}"):
+            lr = lr_at(recipe, step, steps_per_epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with autocast():
+                logits = train_model(x)
+                loss = loss_fn(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss = loss.detach()
+            loss_sum += loss * len(y)
+            correct += (logits.argmax(1) == y).sum()
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
+            step += 1
+            if step % recipe.nan_check_every == 0:
+                _raise_if_diverged(first_bad, epoch, steps_per_epoch, checkpoint_path)
+        _raise_if_diverged(first_bad, epoch, steps_per_epoch, checkpoint_path)
+        _sync(device)
+        seconds = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        test_loss, test_acc = evaluate(model, test_loader, autocast)
+        seen = steps_per_epoch * recipe.batch_size if recipe.drop_last else train_loader.num_samples
+        row = {"epoch": epoch + 1, "step": step, "lr": lr,
+               "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
+               "test_loss": test_loss, "test_acc": test_acc,
+               "seconds": round(seconds, 4), "images_per_s": round(seen / seconds, 1),
+               "eval_seconds": round(time.perf_counter() - t1, 4), **log_state()}
+        run.append(row)
+        if checkpoint_path is not None:
+            save_checkpoint({"epoch": epoch + 1, "step": step, "model": model.state_dict(),
+                             "optimizer": optimizer.state_dict(), "rng": rng_state(),
+                             "loader": train_loader.state_dict(), "recipe": recipe.asdict(),
+                             "model_spec": header["model"]}, checkpoint_path)
+        if progress:
+            print(f"epoch {epoch + 1:>3}/{recipe.epochs}  train loss {row['train_loss']:.3f} "
+                  f"acc {row['train_acc']:.3f}  test loss {test_loss:.3f} acc {test_acc:.3f}  "
+                  f"{row['images_per_s']:.0f} img/s", flush=True)
+        for callback in callbacks:
+            callback(row, run)
+    return run
+
+
+def _check_output_size(model: nn.Module, data: CifarData, device: torch.device) -> None:
+    """Labels must fit the model's head, or cross-entropy fails deep inside the loop."""
+    was_training = model.training
+    with torch.no_grad():
+        outputs = model.eval()(torch.zeros(2, 3, 32, 32, device=device)).shape[-1]
+    model.train(was_training)
+    if outputs < data.num_classes:
+        raise DataError(f"labels out of range: the data has {data.num_classes} classes but the model outputs "
+                        f"{outputs}; build it with num_classes={data.num_classes}")
+
+
+def _check_same_run(state: dict, header: dict, out: Path) -> None:
+    saved, now = state["recipe"], header["recipe"]
+    changed = [k for k in now if saved.get(k) != now[k] and not (
+        isinstance(now[k], (list, tuple)) and list(saved.get(k, ())) == list(now[k]))]
+    if changed or state["model_spec"].get("name") != header["model"].get("name"):
+        what = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed) or "the model"
+        raise ValueError(f"cannot resume {out}: it was started with a different setup ({what}); "
+                         f"use the same settings or a new folder")
+
+
+def _raise_if_diverged(first_bad: torch.Tensor, epoch: int, steps_per_epoch: int, checkpoint: Path | None):
+    bad = int(first_bad.item())
+    if bad < 0:
+        return
+    where = f"epoch {epoch + 1}, step {bad - epoch * steps_per_epoch + 1} of {steps_per_epoch}"
+    kept = (f"the last good checkpoint ({epoch} epochs) is {checkpoint}" if checkpoint and checkpoint.exists()
+            else "no checkpoint was written yet")
+    raise TrainingDiverged(f"training loss became NaN/inf at {where}; {kept}. "
+                           f"Lower the learning rate or check the model and data.")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _progress_bar(enabled: bool):
+    if not enabled:
+        return lambda iterable, desc: iterable
+    from tqdm.auto import tqdm
+    return lambda iterable, desc: tqdm(iterable, desc=desc, leave=False)
+
+
+def _provenance(model: nn.Module, data: CifarData, recipe: Recipe, device: torch.device) -> dict:
+    from .. import __version__
+    spec = getattr(model, "build_spec", {"name": type(model).__name__})
+    return {
+        "model": spec, "num_params": count_params(model), "recipe": recipe.asdict(), "seed": recipe.seed,
+        "data": {"source": data.source, "sha256": data.sha256, "classes": list(data.classes),
+                 "train_images": len(data.train_labels), "test_images": len(data.test_labels)},
+        "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "torch": torch.__version__, "python": platform.python_version(), "dirackit": __version__,
+        "git_commit": _git_commit(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _git_commit() -> str | None:
+    """The commit of the dirackit checkout, with ``-dirty`` when it has local changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                             timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (sha + ("-dirty" if dirty else "")) or None

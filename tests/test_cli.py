@@ -1,0 +1,70 @@
+"""``python -m dirackit.train``: bad input exits 2 with at most three lines on stderr, no traceback."""
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+
+def train(*args: str, env_data: str | None = None, tmp_path=None) -> subprocess.CompletedProcess:
+    import os
+    env = dict(os.environ, DIRACKIT_CACHE=str(tmp_path / "cache"))
+    env.pop("DIRACKIT_DATA", None)
+    if env_data:
+        env["DIRACKIT_DATA"] = env_data
+    return subprocess.run([sys.executable, "-m", "dirackit.train", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """3 classes x (8 train, 2 test) 32x32 RGB PNGs in the train|test/<class>/ layout."""
+    root = tmp_path / "imgs"
+    for split, n in (("train", 8), ("test", 2)):
+        for c, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200)]):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (32, 32), tuple(v + 5 * i for v in colour)).save(folder / f"{i}.png")
+    return root
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess, *needles: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert 1 <= len(lines) <= 3 and "Traceback" not in result.stderr, result.stderr
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--model", "wrn-15-1"], ["6n+4", "15"]),
+    (["--model", "resnet-9000"], ["unknown model", "wrn-{depth}-{width}"]),
+    (["--model", "wrn-10-1", "--epochs", "0"], ["epochs must be >= 1"]),
+    (["--model", "wrn-10-1", "--device", "tpu"], ["unknown device"]),
+    (["--model", "wrn-10-1", "--subset", "0"], ["--subset"]),
+    (["--model", "wrn-10-1", "--epochs", "two"], ["--epochs", "two"]),
+])
+def test_bad_arguments(args, needles, tmp_path, image_folder):
+    assert_clean_failure(train(*args, "--out", str(tmp_path / "run"), "--data", str(image_folder),
+                               tmp_path=tmp_path), *needles)
+
+
+def test_missing_data_path_says_how_to_get_data(tmp_path):
+    missing = tmp_path / "nowhere.tar.xz"
+    assert_clean_failure(train("--model", "wrn-10-1", "--out", str(tmp_path / "run"), "--data", str(missing),
+                               tmp_path=tmp_path), str(missing))
+
+
+def test_train_then_resume_from_the_command_line(tmp_path, image_folder):
+    common = ["--model", "wrn-10-1", "--data", str(image_folder), "--out", str(tmp_path / "run"),
+              "--device", "cpu", "--no-progress", "--batch-size", "8"]
+    first = train(*common, "--epochs", "1", tmp_path=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "done: 1 epochs" in first.stdout
+    again = train(*common, "--epochs", "1", tmp_path=tmp_path)
+    assert_clean_failure(again, "--resume")
+    more = train(*common, "--epochs", "2", "--resume", tmp_path=tmp_path)
+    assert_clean_failure(more, "epochs: 1 -> 2")  # a different recipe is a different run
+    same = train(*common, "--epochs", "1", "--resume", tmp_path=tmp_path)
+    assert same.returncode == 0 and "done: 1 epochs" in same.stdout

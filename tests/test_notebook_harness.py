@@ -1,0 +1,143 @@
+"""ci/run_notebooks.py catches what papermill lets through.
+
+The fixture notebooks in tests/fixtures/notebooks/ each trip one check (make_notebooks.py says
+which); one harness run executes them all in real kernels, in about the time of three notebooks.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import run_notebooks
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def harness(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run the runner's CLI on the fixture folders, as CI runs it on the real ones."""
+    command = [sys.executable, str(ROOT / "ci" / "run_notebooks.py"), "--no-data-check",
+               "--notebooks-dir", FIXTURES / "notebooks", "--params-dir", FIXTURES / "params",
+               "--baselines-dir", FIXTURES / "baselines", *args]
+    return subprocess.run([str(a) for a in command], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], dict[str, dict]]:
+    out = tmp_path_factory.mktemp("quick")
+    proc = harness("--profile", "quick", "--out", out)
+    summary = json.loads((out / "summary.json").read_text())
+    return proc, {entry["notebook"]: entry for entry in summary["notebooks"]}
+
+
+def test_a_failing_notebook_fails_the_run(quick_run):
+    proc, outcomes = quick_run
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert set(outcomes) == {p.stem for p in (FIXTURES / "notebooks").glob("*.ipynb")}
+    table = proc.stdout[proc.stdout.index("notebook "):]
+    for name, outcome in outcomes.items():
+        assert f"{name} " in table and outcome["status"] in table
+
+
+def test_good_notebook_passes_with_injected_parameters(quick_run):
+    _, outcomes = quick_run
+    good = outcomes["00_good"]
+    assert good["status"] == "passed", good["reason"]
+    assert good["seconds"] > 0
+    executed = json.loads(Path(good["executed"]).read_text())
+    out_dir = Path(good["executed"]).parent / "00_good"
+    assert executed["metadata"]["papermill"]["parameters"] == {"score": 0.8, "out_dir": str(out_dir)}
+    # cwd is the notebooks folder and the kernel got the thread limit
+    threads = str(run_notebooks.threads_per_kernel(2))
+    assert good["results"] == {"score": 0.8, "cwd": "notebooks", "omp_threads": threads}
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("01_unknown_param", "unknown parameter(s) scor; declared: out_dir, score"),
+    ("02_widget_error", "widget output captured ValueError: widget callback failed"),
+    ("03_regression", "score = 0.1 < min 0.5"),
+    ("04_no_results", "the notebook wrote no results.json"),
+])
+def test_bad_notebook_fails_with_reason(quick_run, name, reason):
+    _, outcomes = quick_run
+    assert outcomes[name]["status"] == "failed"
+    assert reason in outcomes[name]["reason"]
+
+
+def test_unknown_parameter_is_rejected_before_a_kernel_starts(quick_run):
+    _, outcomes = quick_run
+    assert outcomes["01_unknown_param"]["executed"] is None
+
+
+def test_full_profile_injects_only_out_dir(tmp_path):
+    proc = harness("--profile", "full", "--out", tmp_path, "00_good")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    executed = json.loads((tmp_path / "00_good.ipynb").read_text())
+    assert executed["metadata"]["papermill"]["parameters"] == {"out_dir": str(tmp_path / "00_good")}
+    assert json.loads((tmp_path / "00_good" / "results.json").read_text())["score"] == 0.9
+
+
+def test_missing_data_stops_before_any_notebook(monkeypatch, tmp_path, capsys):
+    from dirackit.data import DataError
+
+    def no_data():
+        raise DataError("no CIFAR found: export DIRACKIT_DATA=/path/to/cifar10-jpeg.tar.xz")
+
+    monkeypatch.setattr(run_notebooks, "check_data", no_data)
+    assert run_notebooks.main(["--profile", "quick", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "run_notebooks: no CIFAR found: export DIRACKIT_DATA=/path/to/cifar10-jpeg.tar.xz")
+    assert not any(tmp_path.iterdir())
+
+
+def test_unknown_notebook_name_is_a_usage_error(tmp_path, capsys):
+    argv = ["--no-data-check", "--notebooks-dir", str(FIXTURES / "notebooks"), "--out", str(tmp_path),
+            "99_missing"]
+    assert run_notebooks.main(argv) == 2
+    assert "no notebook 99_missing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("results, bounds, problem", [
+    ({"acc": 0.5}, {"acc": {"min": 0.2, "max": 0.9}}, None),
+    ({"acc": 0.1}, {"acc": {"min": 0.2}}, "acc = 0.1 < min 0.2"),
+    ({"err": 0.3}, {"err": {"max": 1e-5}}, "err = 0.3 > max 1e-05"),
+    ({"epochs": 2}, {"epochs": {"equals": 2}}, None),
+    ({"epochs": 3}, {"epochs": {"equals": 2}}, "epochs = 3, expected 2"),
+    ({}, {"acc": {"min": 0.2}}, "results.json has no acc"),
+    ({"acc": float("nan")}, {"acc": {"min": 0.2}}, "acc = nan is not a number"),
+    ({"acc": "high"}, {"acc": {"min": 0.2}}, "acc = 'high' is not a number"),
+    ({"acc": 0.5}, {"acc": {"minimum": 0.2}}, "baseline for acc must use min, max or equals"),
+])
+def test_check_results(results, bounds, problem):
+    problems = run_notebooks.check_results(results, bounds)
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and problem in problems[0]
+
+
+def test_check_parameters_requires_out_dir():
+    assert run_notebooks.check_parameters({"epochs"}, {"epochs": 1}) == [
+        'the parameters cell declares no out_dir (add `out_dir: str = "..."`)']
+
+
+def test_widget_errors_reads_only_output_widgets():
+    state = {"a": {"model_name": "OutputModel", "state": {"outputs": [
+                 {"output_type": "stream", "text": "fine"},
+                 {"output_type": "error", "ename": "KeyError", "evalue": "'x'"}]}},
+             "b": {"model_name": "IntSliderModel", "state": {"value": 3}}}
+    nb = {"metadata": {"widgets": {run_notebooks.WIDGET_STATE: {"state": state}}}}
+    assert run_notebooks.widget_errors(nb) == ["KeyError: 'x'"]
+    assert run_notebooks.widget_errors({"metadata": {}}) == []
+
+
+def test_cell_error_names_the_cell_as_jupyter_numbers_it():
+    nb = {"cells": [{"cell_type": "markdown", "source": "papermill banner"},
+                    {"cell_type": "code", "execution_count": 4, "outputs": [
+                        {"output_type": "error", "ename": "RuntimeError", "evalue": "boom"}]}]}
+    assert run_notebooks.cell_error(nb) == "In [4]: RuntimeError: boom"
+    assert run_notebooks.cell_error({"cells": []}) is None

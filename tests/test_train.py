@@ -1,0 +1,178 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import dirackit as dk
+from dirackit.runlog import TIMING_COLUMNS
+from dirackit.train import TrainingDiverged, param_groups, resolve_device
+
+TINY = dk.recipes.WRN.replace(epochs=2, batch_size=16, lr=0.05, milestones=(1,))
+
+
+def test_fit_logs_every_epoch_and_records_provenance(tmp_path, tiny_data):
+    torch.manual_seed(0)
+    model = dk.build_model("wrn-10-1", num_classes=4)
+    run = dk.fit(model, tiny_data, TINY, out=tmp_path / "run", progress=False, device="cpu")
+    rows = [json.loads(line) for line in (tmp_path / "run/log.jsonl").read_text().splitlines()]
+    assert rows == run.rows and [r["epoch"] for r in rows] == [1, 2]
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds", "images_per_s"):
+        assert key in rows[0]
+    assert rows[0]["lr"] == 0.05 and rows[1]["lr"] == pytest.approx(0.05 * 0.2)
+    config = json.loads((tmp_path / "run/config.json").read_text())
+    assert config["model"]["name"] == "wrn-10-1" and config["recipe"]["epochs"] == 2
+    assert config["num_params"] == dk.count_params(model)
+    for key in ("seed", "torch", "device", "git_commit", "started", "data"):
+        assert key in config
+    assert config["data"]["sha256"] == tiny_data.sha256
+    frame = dk.load_runs(tmp_path)
+    assert list(frame["epoch"]) == [1, 2] and set(frame["model"]) == {"wrn-10-1"}
+
+
+def test_load_run_rebuilds_the_trained_model(tmp_path, tiny_data):
+    model = dk.build_model("wrn-10-1", num_classes=4, dropout=0.1)
+    dk.fit(model, tiny_data, TINY.replace(epochs=1), out=tmp_path, progress=False, device="cpu")
+    loaded, config, log = dk.load_run(tmp_path)
+    x = torch.randn(3, 3, 32, 32)
+    torch.testing.assert_close(loaded(x), model.eval()(x))
+    assert config["model"]["options"] == {"dropout": 0.1} and len(log) == 1
+
+
+def test_training_learns_something(tiny_data):
+    torch.manual_seed(0)
+    model = dk.build_model("wrn-10-1", num_classes=4)
+    run = dk.fit(model, tiny_data, dk.recipes.FAST.replace(epochs=6, batch_size=16, lr=0.1), progress=False,
+                 device="cpu")
+    assert run.rows[-1]["train_loss"] < run.rows[0]["train_loss"]
+    assert run.rows[-1]["test_acc"] > 0.5  # 4 classes: chance is 0.25
+
+
+class Hooked(nn.Module):
+    """A model using every optional trainer hook."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.scale = nn.Parameter(torch.ones(4))
+        self.loss_calls = 0
+
+    def forward(self, x):
+        return self.conv(x).mean((2, 3)) * self.scale
+
+    def no_weight_decay(self):
+        return {"scale"}
+
+    def loss(self, logits, targets):
+        self.loss_calls += 1
+        return 2 * F.cross_entropy(logits, targets)
+
+    def log_state(self):
+        return {"scale_mean": self.scale.mean().item()}
+
+
+def test_model_hooks_plug_in(tiny_data):
+    model = Hooked()
+    run = dk.fit(model, tiny_data, TINY, progress=False, device="cpu")
+    assert model.loss_calls == 2 * 4  # 64 images / batch 16, two epochs
+    assert run.rows[0]["scale_mean"] == pytest.approx(run.rows[0]["scale_mean"]) and "scale_mean" in run.rows[1]
+    groups = param_groups(model, TINY)
+    no_decay = {id(p) for p in groups[1]["params"]}
+    assert id(model.scale) in no_decay and id(model.conv.weight) not in no_decay
+    assert id(model.conv.bias) not in no_decay  # decay="all" decays biases (WRN reference)
+    groups = param_groups(model, TINY.replace(decay="weights"))
+    assert {id(p) for p in groups[0]["params"]} == {id(model.conv.weight)}
+
+
+class Explodes(nn.Module):
+    """Returns NaN logits from its ``at``-th training forward on."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.net, self.calls, self.at = dk.build_model("wrn-10-1", num_classes=4), 0, at
+        self.build_spec = self.net.build_spec
+
+    def forward(self, x):
+        out = self.net(x)
+        if self.training:
+            self.calls += 1
+            if self.calls >= self.at:
+                out = out * float("nan")
+        return out
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_checkpoint(tmp_path, tiny_data):
+    with pytest.raises(TrainingDiverged, match=r"epoch 2, step 2 of 4.*last good checkpoint \(1 epochs\)"):
+        dk.fit(Explodes(at=6), tiny_data, TINY.replace(epochs=3, nan_check_every=3), out=tmp_path,
+               progress=False, device="cpu")
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert len(dk.RunLog.read(tmp_path).rows) == 1
+
+
+def test_refuses_to_overwrite_or_to_resume_a_different_run(tmp_path, tiny_data):
+    model = dk.build_model("wrn-10-1", num_classes=4)
+    dk.fit(model, tiny_data, TINY.replace(epochs=1), out=tmp_path, progress=False, device="cpu")
+    with pytest.raises(FileExistsError, match="resume"):
+        dk.fit(model, tiny_data, TINY, out=tmp_path, progress=False, device="cpu")
+    with pytest.raises(ValueError, match="lr: 0.05 -> 0.1"):
+        dk.fit(model, tiny_data, TINY.replace(lr=0.1), out=tmp_path, resume=True, progress=False, device="cpu")
+
+
+def test_labels_out_of_range_for_the_head(make_data):
+    with pytest.raises(dk.DataError, match="num_classes=6"):
+        dk.fit(dk.build_model("wrn-10-1", num_classes=4), make_data(num_classes=6), TINY, progress=False,
+               device="cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_asking_for_a_missing_device_is_a_clear_error():
+    with pytest.raises(ValueError, match="no CUDA"):
+        resolve_device("cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu")
+
+
+RUNNER = """
+import os, signal, sys, torch
+sys.path.insert(0, sys.argv[1])
+from conftest import _synthetic_data
+import dirackit as dk
+torch.set_num_threads(1)
+out, kill_at, resume = sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
+torch.manual_seed(0)
+model = dk.build_model("wrn-10-1", num_classes=4, dropout=0.2)
+calls = 0
+def die_at_kill_at(module, inputs):
+    global calls
+    calls += module.training
+    if kill_at and calls == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+model.register_forward_pre_hook(die_at_kill_at)
+recipe = dk.recipes.WRN.replace(epochs=3, batch_size=16, lr=0.05, milestones=(2,))
+dk.fit(model, _synthetic_data(), recipe, out=out, resume=resume, progress=False, device="cpu")
+"""
+
+
+def _run(tmp_path: Path, out: str, kill_at: int, resume: bool) -> int:
+    script = tmp_path / "runner.py"
+    script.write_text(RUNNER)
+    tests = str(Path(__file__).parent)
+    return subprocess.run([sys.executable, str(script), tests, str(tmp_path / out), str(kill_at), str(int(resume))],
+                          capture_output=True, text=True, timeout=300).returncode
+
+
+def test_sigkill_mid_epoch_then_resume_logs_exactly_what_an_uninterrupted_run_logs(tmp_path):
+    assert _run(tmp_path, "whole", 0, False) == 0
+    assert _run(tmp_path, "killed", 6, False) == -9  # 4 steps an epoch: dies in epoch 2
+    assert len(dk.RunLog.read(tmp_path / "killed").rows) == 1
+    assert _run(tmp_path, "killed", 0, True) == 0
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]
+    whole = dk.RunLog.read(tmp_path / "whole").rows
+    resumed = dk.RunLog.read(tmp_path / "killed").rows
+    assert len(whole) == 3 and strip(resumed) == strip(whole)
