@@ -4,7 +4,7 @@
 
 Each notebook runs in its own ``python -m papermill`` process (kernel ``python3``, working directory
 the notebooks folder), two at a time with one math thread per kernel: on 2 cores that is the fastest
-setting measured (docs/performance.md §4). papermill is strict about errors in cells but lenient
+setting measured on a 2-core machine. papermill is strict about errors in cells but lenient
 elsewhere, so this runner adds the checks it lacks:
 
 - a parameter that the notebook does not declare fails (papermill only warns);
@@ -175,7 +175,7 @@ def check_results(results: dict[str, Any], bounds: dict[str, dict[str, Any]]) ->
 def threads_per_kernel(kernels: int) -> int:
     """Split the cores between the kernels running at once: with torch's default threads, two
     kernels on 2 cores ran ~2x slower than one after the other; with one thread each, 1.3-1.4x
-    faster (docs/performance.md §4.1)."""
+    faster."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, cores // kernels)
 

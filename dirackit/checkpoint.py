@@ -6,13 +6,12 @@ and only tensors and plain Python values, so it loads with ``torch.load(weights_
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
-from typing import Callable
 
 import torch
 
-__all__ = ["atomic_write", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state",
+from .atomic import atomic_write
+
+__all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state",
            "CheckpointError"]
 
 
@@ -20,23 +19,8 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read."""
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)``, then rename the temp file onto ``path``: readers see the old file or
-    the complete new one, never a torn one (the rename is atomic on POSIX and Windows)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

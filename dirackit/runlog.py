@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from .checkpoint import atomic_write
+from .atomic import atomic_write
 
 __all__ = ["RunLog", "load_runs", "load_run"]
 
@@ -30,8 +30,8 @@ class RunLog:
     def create(cls, dir: str | os.PathLike | None, header: dict) -> "RunLog":
         run = cls(dir, header)
         if run.dir is not None:
-            atomic_write(run.dir / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(header, indent=1)))
-            atomic_write(run.dir / LOG, lambda tmp: Path(tmp).write_text(""))
+            atomic_write(run.dir / CONFIG, lambda f: f.write(json.dumps(header, indent=1).encode()))
+            atomic_write(run.dir / LOG, lambda f: None)
         return run
 
     @classmethod
@@ -63,7 +63,7 @@ class RunLog:
         self.rows = self.rows[:num_rows]
         if self.dir is not None:
             text = "".join(json.dumps(r) + "\n" for r in self.rows)
-            atomic_write(self.dir / LOG, lambda tmp: Path(tmp).write_text(text))
+            atomic_write(self.dir / LOG, lambda f: f.write(text.encode()))
 
     def frame(self):
         """The rows as a pandas DataFrame, one row per epoch."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 import warnings
 import zipfile
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..atomic import atomic_write
 from .dataset import CifarData, DataError
 from .decode import decode_images
 from .sources import SPLITS, Source, cache_root, content_hash, fetch, fingerprint, locate, read_images, \
@@ -140,7 +140,7 @@ def _read(path: Path, sha: str) -> dict[str, np.ndarray] | None:
 
 def _write(path: Path, arrays: dict[str, np.ndarray], sha: str) -> None:
     try:
-        _atomic_write(path, lambda f: np.savez(f, **arrays, sha256=np.array(sha), format=np.array(FORMAT)))
+        atomic_write(path, lambda f: np.savez(f, **arrays, sha256=np.array(sha), format=np.array(FORMAT)))
     except OSError as e:  # a read-only or full disk costs speed next time, not this run
         warnings.warn(f"could not write the data cache {path} ({e}); the next load decodes again", stacklevel=3)
 
@@ -163,21 +163,5 @@ def _hash(src: Source, root: Path) -> str:
     index = dict(list(index.items())[-(INDEX_SIZE - 1):])
     index[key] = sha
     with suppress(OSError):
-        _atomic_write(index_path, lambda f: f.write(json.dumps(index, indent=0).encode()))
+        atomic_write(index_path, lambda f: f.write(json.dumps(index, indent=0).encode()))
     return sha
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through ``write(file)`` to a temporary file next to ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise
