@@ -3,17 +3,19 @@
 ``fold(model)`` returns a new model: every child that has a ``fold()`` method is replaced by what
 that method returns (a plain module computing the same function in eval mode), and inside every
 ``nn.Sequential`` each BatchNorm that directly follows a conv is merged into that conv's weight and
-bias. The input model is never modified.
+bias. A model that has its own ``fold()`` (a DiracNet, which becomes one flat conv-ReLU chain)
+decides its inference form itself, usually through ``fold_chain``. The input model is never modified.
 """
 from __future__ import annotations
 
 import copy
+from typing import Iterable
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ["fold", "check_fold", "FoldError"]
+__all__ = ["fold", "fold_chain", "check_fold", "FoldError"]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BNS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -47,8 +49,32 @@ def _fuse_conv_bn_pairs(seq: nn.Sequential) -> None:
     for first, second in zip(names, names[1:]):
         conv, bn = seq._modules[first], seq._modules[second]
         if isinstance(conv, _CONVS) and isinstance(bn, _BNS) and bn.track_running_stats:
-            seq._modules[first] = fuse_conv_bn_eval(conv, bn)
+            seq._modules[first] = _fuse(conv, bn)
             seq._modules[second] = nn.Identity()
+
+
+def _fuse(conv: nn.Module, bn: nn.Module) -> nn.Module:
+    """conv followed by BN as one conv with bias; the new bias is a parameter like the weight."""
+    fused = fuse_conv_bn_eval(conv.eval(), bn.eval())
+    return fused.requires_grad_(conv.weight.requires_grad)
+
+
+def fold_chain(layers: Iterable[nn.Module]) -> nn.Sequential:
+    """One flat eval-mode ``nn.Sequential`` from a chain of layers, in inference form.
+
+    Layers with ``fold()`` are replaced, a BatchNorm right after a conv is merged into it, and
+    ``nn.Identity`` and a ReLU directly after a ReLU (which changes nothing) are dropped. The given
+    layers are not modified.
+    """
+    chain: list[nn.Module] = []
+    for layer in layers:
+        layer = layer.fold() if hasattr(layer, "fold") else copy.deepcopy(layer)
+        previous = chain[-1] if chain else None
+        if isinstance(layer, _BNS) and isinstance(previous, _CONVS) and layer.track_running_stats:
+            chain[-1] = _fuse(previous, layer)
+        elif not (isinstance(layer, nn.Identity) or isinstance(layer, nn.ReLU) and isinstance(previous, nn.ReLU)):
+            chain.append(layer)
+    return nn.Sequential(*chain).eval()
 
 
 def unfolded_parts(model: nn.Module) -> list[str]:
