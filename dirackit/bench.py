@@ -1,7 +1,7 @@
 """Benchmarks that print measured figures: ``python -m dirackit.bench fold --models diracnet-34-2``.
 
-``fold``: inference images/s of each model before and after ``dirackit.fold``, both measured in
-the same run, with the speed-up as their ratio. The output starts with the command, device, torch
+``fold``: inference images/s of each model before and after ``dirackit.fold``, all measured in
+the same interleaved rounds, with each model's speed-up as a ratio. The output starts with the command, device, torch
 version and date, so it can be saved to ``benchmarks/`` as it is.
 """
 from __future__ import annotations
@@ -22,17 +22,26 @@ from .train import resolve_device
 __all__ = ["fold_speed", "main"]
 
 
-def fold_speed(name: str, batch_size: int = 256, steps: int = 10, repeats: int = 3,
-               device: str | torch.device = "cpu") -> dict:
-    """Unfolded and folded inference img/s of a freshly built model, and the fold's output error."""
-    torch.manual_seed(0)
-    model = build_model(name).eval()
-    error = check_fold(model, torch.randn(8, 3, 32, 32))
-    folded = fold(model)
-    speed = inference_speed({"unfolded": model, "folded": folded}, batch_size, steps, repeats, device)
-    return {"model": name, "params": count_params(model), "folded_params": count_params(folded),
-            "unfolded_img_s": speed["unfolded"], "folded_img_s": speed["folded"],
-            "speedup": speed["folded"] / speed["unfolded"], "fold_error": error}
+def fold_speed(names: list[str], batch_size: int = 256, steps: int = 10, repeats: int = 3,
+               device: str | torch.device = "cpu") -> list[dict]:
+    """Unfolded and folded inference img/s of freshly built models, and each fold's output error.
+
+    Every form of every model is timed in the same interleaved rounds, so all the figures (not
+    only each model's speed-up) are comparable.
+    """
+    models, rows = {}, []
+    for name in names:
+        torch.manual_seed(0)
+        model = build_model(name).eval()
+        error = check_fold(model, torch.randn(8, 3, 32, 32))
+        models[name], models[name + " folded"] = model, fold(model)
+        rows.append({"model": name, "params": count_params(model),
+                     "folded_params": count_params(models[name + " folded"]), "fold_error": error})
+    speed = inference_speed(models, batch_size, steps, repeats, device)
+    for row in rows:
+        row["unfolded_img_s"], row["folded_img_s"] = speed[row["model"]], speed[row["model"] + " folded"]
+        row["speedup"] = row["folded_img_s"] / row["unfolded_img_s"]
+    return rows
 
 
 def _header(device: torch.device) -> str:
@@ -60,12 +69,11 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as error:
         parser.error(str(error))
     print(_header(device))
-    print(f"{'model':<18}{'params':>12}{'unfolded img/s':>16}{'folded img/s':>14}{'speed-up':>10}{'fold error':>12}")
-    for name in args.models:
-        r = fold_speed(name, args.batch_size, args.steps, args.repeats, device)
-        print(f"{name:<18}{r['params']:>12,}{r['unfolded_img_s']:>16,.0f}{r['folded_img_s']:>14,.0f}"
-              f"{r['speedup']:>9.2f}x{r['fold_error']:>12.1e}", flush=True)
-
+    print(f"{'model':<20}{'params':>12}{'folded params':>15}{'unfolded img/s':>16}{'folded img/s':>14}"
+          f"{'speed-up':>10}{'fold error':>12}")
+    for r in fold_speed(args.models, args.batch_size, args.steps, args.repeats, device):
+        print(f"{r['model']:<20}{r['params']:>12,}{r['folded_params']:>15,}{r['unfolded_img_s']:>16,.0f}"
+              f"{r['folded_img_s']:>14,.0f}{r['speedup']:>9.2f}x{r['fold_error']:>12.1e}")
 
 if __name__ == "__main__":
     main()

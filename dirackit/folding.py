@@ -13,9 +13,9 @@ from typing import Iterable
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-__all__ = ["fold", "fold_chain", "check_fold", "FoldError"]
+__all__ = ["fold", "fold_chain", "fuse_conv_bn", "check_fold", "FoldError"]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BNS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -49,13 +49,16 @@ def _fuse_conv_bn_pairs(seq: nn.Sequential) -> None:
     for first, second in zip(names, names[1:]):
         conv, bn = seq._modules[first], seq._modules[second]
         if isinstance(conv, _CONVS) and isinstance(bn, _BNS) and bn.track_running_stats:
-            seq._modules[first] = _fuse(conv, bn)
+            seq._modules[first] = fuse_conv_bn(conv, bn)
             seq._modules[second] = nn.Identity()
 
 
-def _fuse(conv: nn.Module, bn: nn.Module) -> nn.Module:
-    """conv followed by BN as one conv with bias; the new bias is a parameter like the weight."""
-    fused = fuse_conv_bn_eval(conv.eval(), bn.eval())
+def fuse_conv_bn(conv: nn.Module, bn: nn.Module) -> nn.Module:
+    """A new conv computing eval-mode ``bn(conv(x))``; its bias is a parameter like the weight.
+    Neither input is modified (not even its train/eval mode)."""
+    fused = copy.deepcopy(conv).eval()
+    fused.weight, fused.bias = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var,
+                                                    bn.eps, bn.weight, bn.bias)
     return fused.requires_grad_(conv.weight.requires_grad)
 
 
@@ -71,7 +74,7 @@ def fold_chain(layers: Iterable[nn.Module]) -> nn.Sequential:
         layer = layer.fold() if hasattr(layer, "fold") else copy.deepcopy(layer)
         previous = chain[-1] if chain else None
         if isinstance(layer, _BNS) and isinstance(previous, _CONVS) and layer.track_running_stats:
-            chain[-1] = _fuse(previous, layer)
+            chain[-1] = fuse_conv_bn(previous, layer)
         elif not (isinstance(layer, nn.Identity) or isinstance(layer, nn.ReLU) and isinstance(previous, nn.ReLU)):
             chain.append(layer)
     return nn.Sequential(*chain).eval()

@@ -6,7 +6,7 @@ from dirackit import bench
 
 
 def test_fold_speed_measures_both_forms_of_the_same_model():
-    r = bench.fold_speed("diracnet-10-1", batch_size=8, steps=1, repeats=1)
+    [r] = bench.fold_speed(["diracnet-10-1"], batch_size=8, steps=1, repeats=1)
     assert r["unfolded_img_s"] > 0 and r["folded_img_s"] > 0
     assert r["speedup"] == pytest.approx(r["folded_img_s"] / r["unfolded_img_s"])
     assert r["fold_error"] <= 1e-5
@@ -22,11 +22,15 @@ def test_inference_speed_times_every_model():
 
 
 def test_command_prints_provenance_and_one_row_per_model(capsys):
-    bench.main(["fold", "--models", "plain-10-1", "--batch-size", "4", "--steps", "1", "--repeats", "1",
-                "--device", "cpu"])
+    bench.main(["fold", "--models", "plain-10-1", "diracnet-10-1", "--batch-size", "4", "--steps", "1",
+                "--repeats", "1", "--device", "cpu"])
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("# python -m dirackit.bench") and "torch" in out[1]
-    assert out[3].split()[0] == "plain-10-1" and out[3].endswith("e-07") or "e-0" in out[3]
+    assert out[0].startswith("# python -m dirackit.bench") and "torch" in out[1] and "fold error" in out[2]
+    rows = [line.split() for line in out[3:]]
+    assert [r[0] for r in rows] == ["plain-10-1", "diracnet-10-1"]
+    for r in rows:
+        assert r[-2].endswith("x") and float(r[-1]) <= 1e-5
+        assert int(r[1].replace(",", "")) == dk.count_params(dk.build_model(r[0]))
 
 
 def test_unknown_model_is_a_usage_error(capsys):

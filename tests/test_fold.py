@@ -33,12 +33,11 @@ def test_fold_merges_the_bn_after_each_first_conv_and_leaves_the_original_alone(
 def test_check_fold_catches_a_wrong_fold(monkeypatch, randomize_bn):
     model = randomize_bn(dk.build_model("wrn-10-1"))
 
-    def bad_fuse(conv, bn):  # forgets the BN shift
-        fused = torch.nn.utils.fusion.fuse_conv_bn_eval(conv, bn)
-        fused.bias.data.zero_()
-        return fused
+    def bad_fuse(*args):  # forgets the BN shift
+        weight, bias = torch.nn.utils.fusion.fuse_conv_bn_weights(*args)
+        return weight, torch.nn.Parameter(torch.zeros_like(bias))
 
-    monkeypatch.setattr("dirackit.folding.fuse_conv_bn_eval", bad_fuse)
+    monkeypatch.setattr("dirackit.folding.fuse_conv_bn_weights", bad_fuse)
     with pytest.raises(FoldError, match="differs"):
         dk.check_fold(model, torch.randn(2, 3, 32, 32))
 

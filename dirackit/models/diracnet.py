@@ -21,6 +21,7 @@ from torch import nn
 from ..folding import fold_chain
 from ..layers import DiracConv2d
 from ..registry import register
+from .init import reference_init
 
 __all__ = ["DiracNet", "diracnet", "plain"]
 
@@ -62,18 +63,8 @@ class DiracNet(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """The reference init: He-normal (fan-in) conv and linear weights, BN weight ~ U(0, 1), zero
-        biases; Dirac layers also start at alpha = 1, beta = 0.1."""
-        for m in self.modules():
-            if isinstance(m, DiracConv2d):
-                m.reset_parameters()
-            elif isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+        """The reference init (see :func:`reference_init`)."""
+        reference_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(self.stem(x)))

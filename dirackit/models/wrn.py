@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..registry import register
+from .init import reference_init
 
 __all__ = ["PreActBasicBlock", "PreActBottleneck", "CifarResNet", "wrn", "preresnet"]
 
@@ -90,16 +91,8 @@ class CifarResNet(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """The reference init (WRN ``pytorch/utils.py``): He-normal (fan-in) convs and linear
-        weight, BN weight ~ U(0, 1), zero biases."""
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+        """The reference init (see :func:`reference_init`)."""
+        reference_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.head_act(self.stages(self.stem(x)))
