@@ -2,14 +2,15 @@
 
     python ci/run_notebooks.py --profile quick --out build/course [NOTEBOOK ...]
 
-Each notebook runs in its own ``python -m papermill`` process (kernel ``python3``, working directory
-the notebooks folder), two at a time with one math thread per kernel: on 2 cores that is the fastest
+Each notebook runs in its own papermill process (``execute_notebook.py``: kernel ``python3`` on Unix
+sockets, working directory the notebooks folder), two at a time with one math thread per kernel: on 2 cores that is the fastest
 setting measured on a 2-core machine. papermill is strict about errors in cells but lenient
 elsewhere, so this runner adds the checks it lacks:
 
 - a parameter that the notebook does not declare fails (papermill only warns);
 - an error captured by an ipywidgets ``Output`` (e.g. inside ``interactive``) fails (papermill
   never sees it: it lives only in the saved widget state);
+- a figure that was saved as its text repr instead of an image fails;
 - ``<out_dir>/results.json`` must exist and stay inside the bounds of ``ci/baselines/<stem>.json``.
 
 Profiles: ``full`` runs the defaults of each notebook's ``parameters`` cell, ``quick`` injects
@@ -138,6 +139,18 @@ def widget_errors(nb: dict[str, Any]) -> list[str]:
             if out.get("output_type") == "error"]
 
 
+def unrendered_figures(nb: dict[str, Any]) -> list[str]:
+    """Cells whose output is a figure's text repr with no image: the plot never showed.
+
+    IPython only knows how to draw a bare matplotlib ``Figure`` once the inline backend has been
+    loaded; without it the cell still succeeds and the saved notebook reads ``<Figure size ...>``.
+    """
+    return [f"In [{cell.get('execution_count')}]" for cell in nb.get("cells", [])
+            for out in cell.get("outputs", [])
+            if "text/plain" in out.get("data", {}) and "image/png" not in out["data"]
+            and "".join(out["data"]["text/plain"]).startswith("<Figure size")]
+
+
 def cell_error(nb: dict[str, Any]) -> str | None:
     """The first error output of a cell, as ``In [n]: Name: message`` (n as JupyterLab shows it)."""
     for cell in nb.get("cells", []):
@@ -186,10 +199,11 @@ def execute(path: Path, executed: Path, log: Path, params: dict[str, Any], setti
 
     A separate process per notebook, rather than papermill's Python API in threads, keeps the
     kernels' working directories apart (papermill changes the process cwd; nteract/papermill#578).
+    execute_notebook.py is papermill with kernels on Unix sockets, so that two kernels starting
+    together cannot be handed the same TCP ports.
     """
-    command = [sys.executable, "-m", "papermill", str(path), str(executed), "--kernel", "python3",
-               "--cwd", str(path.parent), "--parameters_yaml", json.dumps(params),
-               "--no-progress-bar", "--log-output"]
+    command = [sys.executable, str(Path(__file__).with_name("execute_notebook.py")), str(path),
+               str(executed), "--cwd", str(path.parent), "--parameters", json.dumps(params)]
     if settings.execution_timeout:
         command += ["--execution-timeout", str(settings.execution_timeout)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -233,6 +247,7 @@ def run_notebook(path: Path, settings: Settings, threads: int = 1) -> Outcome:
     if returncode:
         problems.append(cell_error(nb) or last_line(log))
     problems += [f"widget output captured {e}" for e in widget_errors(nb)]
+    problems += [f"{cell} shows a figure as text, not as an image" for cell in unrendered_figures(nb)]
     if not returncode:
         outcome.results, result_problems = read_results(out_dir / "results.json")
         problems += result_problems

@@ -1,7 +1,10 @@
 """Benchmarks that print measured figures: ``python -m dirackit.bench fold --models diracnet-34-2``.
 
 ``fold``: inference images/s of each model before and after ``dirackit.fold``, all measured in
-the same interleaved rounds, with each model's speed-up as a ratio. The output starts with the command, device, torch
+the same interleaved rounds, with each model's speed-up as a ratio.
+
+``dgmask``: what building a DGConv's mask U costs next to the layer's own forward and backward
+pass, for the closed form dirackit uses and for the reference's chain of Kronecker products. The output starts with the command, device, torch
 version and date, so it can be saved to ``benchmarks/`` as it is.
 """
 from __future__ import annotations
@@ -10,16 +13,18 @@ import argparse
 import platform
 import shlex
 import sys
+import time
 from datetime import datetime, timezone
 
 import torch
 
 from .folding import check_fold, fold
-from .metrics import count_params, inference_speed
+from .layers import DGConv2d
+from .metrics import count_macs, count_params, inference_speed
 from .registry import build_model
 from .train import resolve_device
 
-__all__ = ["fold_speed", "main"]
+__all__ = ["fold_speed", "mask_cost", "main"]
 
 
 def fold_speed(names: list[str], batch_size: int = 256, steps: int = 10, repeats: int = 3,
@@ -35,13 +40,59 @@ def fold_speed(names: list[str], batch_size: int = 256, steps: int = 10, repeats
         model = build_model(name).eval()
         error = check_fold(model, torch.randn(8, 3, 32, 32))
         models[name], models[name + " folded"] = model, fold(model)
-        rows.append({"model": name, "params": count_params(model),
-                     "folded_params": count_params(models[name + " folded"]), "fold_error": error})
+        rows.append({"model": name, "params": count_params(model), "macs": count_macs(model),
+                     "folded_params": count_params(models[name + " folded"]),
+                     "folded_macs": count_macs(models[name + " folded"]), "fold_error": error})
     speed = inference_speed(models, batch_size, steps, repeats, device)
     for row in rows:
         row["unfolded_img_s"], row["folded_img_s"] = speed[row["model"]], speed[row["model"] + " folded"]
         row["speedup"] = row["folded_img_s"] / row["unfolded_img_s"]
     return rows
+
+
+def _kronecker_mask(gates: torch.Tensor) -> torch.Tensor:
+    """U as the reference builds it: a chain of K Kronecker products of 2x2 factors."""
+    eye, ones = torch.eye(2, device=gates.device), torch.ones(2, 2, device=gates.device)
+    mask = torch.ones(1, 1, device=gates.device)
+    for g in gates:
+        mask = torch.kron(mask, (1 - g) * eye + g * ones)
+    return mask
+
+
+def _best_seconds(fn, steps: int, repeats: int, device: torch.device) -> float:
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        sync()
+        best = min(best, (time.perf_counter() - t0) / steps)
+    return best
+
+
+def mask_cost(channels: int, size: int, batch_size: int = 128, steps: int = 10, repeats: int = 3,
+              device: str | torch.device = "cpu") -> dict:
+    """Seconds per forward+backward of: U in closed form, U by Kronecker products, the whole layer."""
+    device = torch.device(device)
+    torch.manual_seed(0)
+    layer = DGConv2d(channels, channels, 3, padding=1).to(device)
+    x = torch.randn(batch_size, channels, size, size, device=device)
+
+    def closed_form():
+        layer.mask().sum().backward()
+
+    def kronecker():
+        _kronecker_mask(layer.binary_gates()).sum().backward()
+
+    def whole_layer():
+        layer(x).square().mean().backward()
+
+    times = {name: _best_seconds(fn, steps, repeats, device)
+             for name, fn in (("closed_form", closed_form), ("kronecker", kronecker), ("layer", whole_layer))}
+    return {"channels": channels, "size": size, **times}
 
 
 def _header(device: torch.device) -> str:
@@ -61,19 +112,54 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=10, help="batches per timed round")
     p.add_argument("--repeats", type=int, default=3, help="timed rounds; the best one counts")
     p.add_argument("--device", default="auto")
+    p = sub.add_parser("dgmask", help="cost of building DGConv masks against the layer's own step")
+    p.add_argument("--layers", nargs="+", default=["128@32", "256@16", "512@8"],
+                   help="CHANNELS@SIZE per layer (default: G-ResNeXt-29 32x4d's DGConvs)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=10, help="calls per timed round")
+    p.add_argument("--repeats", type=int, default=3, help="timed rounds; the best one counts")
+    p.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     try:
         device = resolve_device(args.device)
-        for name in args.models:
-            build_model(name)
+        if args.what == "fold":
+            for name in args.models:
+                build_model(name)
+        else:
+            layers = [_parse_layer(spec) for spec in args.layers]
     except ValueError as error:
         parser.error(str(error))
     print(_header(device))
-    print(f"{'model':<20}{'params':>12}{'folded params':>15}{'unfolded img/s':>16}{'folded img/s':>14}"
-          f"{'speed-up':>10}{'fold error':>12}")
-    for r in fold_speed(args.models, args.batch_size, args.steps, args.repeats, device):
-        print(f"{r['model']:<20}{r['params']:>12,}{r['folded_params']:>15,}{r['unfolded_img_s']:>16,.0f}"
-              f"{r['folded_img_s']:>14,.0f}{r['speedup']:>9.2f}x{r['fold_error']:>12.1e}")
+    if args.what == "fold":
+        _print_fold(fold_speed(args.models, args.batch_size, args.steps, args.repeats, device))
+    else:
+        print(f"batch {args.batch_size}; times per forward+backward")
+        print(f"{'layer':<12}{'closed-form U':>15}{'Kronecker U':>13}{'whole layer':>13}{'U / layer':>11}"
+              f"{'Kronecker / closed':>20}")
+        for channels, size in layers:
+            r = mask_cost(channels, size, args.batch_size, args.steps, args.repeats, device)
+            print(f"{f'{channels}@{size}':<12}{r['closed_form'] * 1e3:>12.3f} ms{r['kronecker'] * 1e3:>10.3f} ms"
+                  f"{r['layer'] * 1e3:>10.2f} ms{r['closed_form'] / r['layer']:>10.1%}"
+                  f"{r['kronecker'] / r['closed_form']:>19.1f}x")
+
+
+def _parse_layer(spec: str) -> tuple[int, int]:
+    try:
+        channels, size = (int(v) for v in spec.split("@"))
+    except ValueError:
+        raise ValueError(f"a layer is CHANNELS@SIZE such as 128@32, got {spec!r}") from None
+    DGConv2d(channels, channels, 3)  # a clear error for channel counts a DGConv cannot have
+    return channels, size
+
+
+def _print_fold(rows: list[dict]) -> None:
+    print(f"{'model':<20}{'params':>12}{'folded params':>15}{'MMACs':>9}{'folded MMACs':>14}{'unfolded img/s':>16}"
+          f"{'folded img/s':>14}{'speed-up':>10}{'fold error':>12}")
+    for r in rows:
+        print(f"{r['model']:<20}{r['params']:>12,}{r['folded_params']:>15,}{r['macs'] / 1e6:>9,.1f}"
+              f"{r['folded_macs'] / 1e6:>14,.1f}{r['unfolded_img_s']:>16,.0f}{r['folded_img_s']:>14,.0f}"
+              f"{r['speedup']:>9.2f}x{r['fold_error']:>12.1e}")
+
 
 if __name__ == "__main__":
     main()

@@ -37,3 +37,29 @@ def test_unknown_model_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         bench.main(["fold", "--models", "vgg-99"])
     assert exit_info.value.code == 2 and "unknown model 'vgg-99'" in capsys.readouterr().err
+
+
+def test_fold_rows_report_macs_of_both_forms():
+    [r] = bench.fold_speed(["g-resnext-11-8x4d"], batch_size=2, steps=1, repeats=1)
+    model = dk.build_model("g-resnext-11-8x4d")
+    assert r["macs"] == dk.count_macs(model) and r["folded_macs"] < r["macs"]  # random gates: some groups > 1
+
+
+def test_mask_cost_times_both_constructions_and_the_layer():
+    r = bench.mask_cost(16, 4, batch_size=2, steps=1, repeats=1)
+    assert {"closed_form", "kronecker", "layer"} <= set(r) and all(r[k] > 0 for k in ("closed_form", "kronecker", "layer"))
+
+
+def test_kronecker_reference_equals_the_closed_form():
+    layer = dk.layers.DGConv2d(32, 32, 3)
+    layer.set_gates("10110")
+    assert torch.equal(bench._kronecker_mask(layer.binary_gates()), layer.mask())
+
+
+def test_dgmask_command_rejects_impossible_layers(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["dgmask", "--layers", "12@8"])
+    assert exit_info.value.code == 2 and "power-of-two" in capsys.readouterr().err
+    bench.main(["dgmask", "--layers", "8@4", "--batch-size", "2", "--steps", "1", "--repeats", "1", "--device", "cpu"])
+    row = capsys.readouterr().out.splitlines()[-1].split()
+    assert row[0] == "8@4" and row[-1].endswith("x")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 
 import run_notebooks
@@ -135,9 +136,44 @@ def test_widget_errors_reads_only_output_widgets():
     assert run_notebooks.widget_errors({"metadata": {}}) == []
 
 
+def test_unrendered_figures_are_found():
+    figure_text = {"text/plain": ["<Figure size 640x480 with 1 Axes>"]}
+    nb = {"cells": [{"cell_type": "code", "execution_count": 2, "outputs": [{"data": dict(figure_text)}]},
+                    {"cell_type": "code", "execution_count": 3,
+                     "outputs": [{"data": {**figure_text, "image/png": "iVBOR..."}}]},
+                    {"cell_type": "code", "execution_count": 4, "outputs": [{"data": {"text/plain": "42"}}]}]}
+    assert run_notebooks.unrendered_figures(nb) == ["In [2]"]
+
+
 def test_cell_error_names_the_cell_as_jupyter_numbers_it():
     nb = {"cells": [{"cell_type": "markdown", "source": "papermill banner"},
                     {"cell_type": "code", "execution_count": 4, "outputs": [
                         {"output_type": "error", "ename": "RuntimeError", "evalue": "boom"}]}]}
     assert run_notebooks.cell_error(nb) == "In [4]: RuntimeError: boom"
     assert run_notebooks.cell_error({"cells": []}) is None
+
+
+def test_kernels_talk_over_sockets_of_their_own(tmp_path):
+    """Two kernels started together must not share TCP ports or socket files."""
+    cell = ("import pathlib; from ipykernel import get_connection_info\n"
+            "pathlib.Path(out_dir, 'conn.json').write_text(get_connection_info())")
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                           "display_name": "Python 3"}})
+    nb.cells = [nbformat.v4.new_code_cell("out_dir = ''", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell(cell)]
+    source = tmp_path / "conn.ipynb"
+    nbformat.write(nb, source)
+    runs = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        command = [sys.executable, str(ROOT / "ci" / "execute_notebook.py"), str(source),
+                   str(tmp_path / f"{name}.ipynb"), "--cwd", str(tmp_path),
+                   "--parameters", json.dumps({"out_dir": str(tmp_path / name)})]
+        runs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    for run in runs:
+        assert run.wait(timeout=120) == 0, run.stdout.read()
+    infos = [json.loads((tmp_path / name / "conn.json").read_text()) for name in ("a", "b")]
+    assert all(info["transport"] == "ipc" for info in infos)
+    assert infos[0]["ip"] != infos[1]["ip"]
+    assert all(Path(info["ip"]).is_absolute() and not Path(info["ip"]).parent.exists() for info in infos)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "a.ipynb", "b", "b.ipynb", "conn.ipynb"]

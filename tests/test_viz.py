@@ -43,3 +43,11 @@ def test_image_grid_shows_the_first_images_of_each_class():
     fig = dk.viz.image_grid(images, labels, ("a", "b"), per_class=2)
     shown = [ax.images[0].get_array()[0, 0, 0] for ax in fig.axes if ax.images]
     assert shown == [0, 2, 1, 3]
+
+
+def test_every_plot_shows_itself_as_an_image_in_a_notebook():
+    # IPython calls _repr_png_ when no formatter for matplotlib figures is registered (papermill runs)
+    fig = dk.viz.plot_curves(RunLog(None, {}, [{"epoch": 1, "train_loss": 2.0, "test_loss": 2.1,
+                                                 "train_acc": 0.3, "test_acc": 0.25}]))
+    assert isinstance(fig, dk.viz.NotebookFigure)
+    assert fig._repr_png_().startswith(b"\x89PNG")

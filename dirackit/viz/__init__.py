@@ -1,7 +1,14 @@
-"""Plots of data, runs and models. Imports matplotlib on use, never at ``import dirackit``."""
+"""Plots of data, runs and models. Imports matplotlib on use, never at ``import dirackit``.
+
+Every plot returns a ``NotebookFigure``: a bare matplotlib Figure (no pyplot state) that shows
+itself as an image in a notebook.
+"""
 from .curves import LiveCurves, plot_curves
+from .dgconv import plot_accuracy_vs_cost, plot_complexity, plot_gate_masks, plot_group_history, plot_masked_weight
 from .dirac import dirac_heatmap, plot_dirac_evolution, plot_dirac_params, plot_folded_filters, plot_signal_profile
+from .figure import NotebookFigure
 from .images import image_grid
 
-__all__ = ["LiveCurves", "plot_curves", "image_grid", "plot_dirac_params", "dirac_heatmap", "plot_dirac_evolution",
-           "plot_folded_filters", "plot_signal_profile"]
+__all__ = ["NotebookFigure", "LiveCurves", "plot_curves", "image_grid", "plot_dirac_params", "dirac_heatmap",
+           "plot_dirac_evolution", "plot_folded_filters", "plot_signal_profile", "plot_gate_masks",
+           "plot_masked_weight", "plot_group_history", "plot_complexity", "plot_accuracy_vs_cost"]

@@ -10,6 +10,7 @@ from typing import Iterable
 from matplotlib.figure import Figure
 
 from ..runlog import RunLog
+from .figure import NotebookFigure
 
 __all__ = ["LiveCurves", "plot_curves"]
 
@@ -29,7 +30,7 @@ def _frames(runs) -> list[tuple[str, "object"]]:
 
 def plot_curves(runs: RunLog | Iterable[RunLog] | "object", fig: Figure | None = None) -> Figure:
     """Loss and error (%) against epoch, train dashed and test solid, one colour per run."""
-    fig = fig or Figure(figsize=(10, 3.6))
+    fig = fig or NotebookFigure(figsize=(10, 3.6))
     fig.clear()
     ax_loss, ax_err = fig.subplots(1, 2)
     for i, (label, frame) in enumerate(_frames(runs)):
@@ -52,7 +53,7 @@ class LiveCurves:
     """
 
     def __init__(self) -> None:
-        self.fig = Figure(figsize=(10, 3.6))
+        self.fig = NotebookFigure(figsize=(10, 3.6))
         self.handle = None
 
     def __call__(self, row: dict, run: RunLog) -> None:

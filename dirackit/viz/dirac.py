@@ -13,6 +13,7 @@ from torch import nn
 
 from ..layers import DiracConv2d
 from ..runlog import RunLog
+from .figure import NotebookFigure
 
 __all__ = ["plot_dirac_params", "dirac_heatmap", "plot_dirac_evolution", "plot_folded_filters",
            "plot_signal_profile"]
@@ -37,7 +38,7 @@ def plot_dirac_params(model: nn.Module, fig: Figure | None = None) -> Figure:
     """
     layers = _dirac_layers(model)
     depth = np.arange(1, len(layers) + 1)
-    fig = fig or Figure(figsize=(12, 3.6))
+    fig = fig or NotebookFigure(figsize=(12, 3.6))
     fig.clear()
     ax_alpha, ax_beta, ax_ratio = fig.subplots(1, 3)
     for ax, name in ((ax_alpha, "alpha"), (ax_beta, "beta")):
@@ -64,7 +65,7 @@ def dirac_heatmap(model: nn.Module, fig: Figure | None = None) -> Figure:
     """alpha and beta of every channel (y) of every Dirac conv (x); blank where a layer is narrower."""
     layers = _dirac_layers(model)
     width = max(m.out_channels for m in layers)
-    fig = fig or Figure(figsize=(12, 4))
+    fig = fig or NotebookFigure(figsize=(12, 4))
     fig.clear()
     for ax, name in zip(fig.subplots(1, 2), ("alpha", "beta")):
         grid = np.full((width, len(layers)), np.nan)
@@ -93,7 +94,7 @@ def plot_dirac_evolution(frame: RunLog | "object", key: str = "dirac_ratio", fig
         raise ValueError("the frame holds several runs; select one, e.g. frame[frame.run == name]")
     values = np.array(frame[key].tolist(), dtype=float)
     norm, cmap = Normalize(1, values.shape[1]), colormaps["viridis"]
-    fig = fig or Figure(figsize=(7, 4))
+    fig = fig or NotebookFigure(figsize=(7, 4))
     fig.clear()
     ax = fig.subplots()
     for d in range(values.shape[1]):
@@ -130,7 +131,7 @@ def plot_folded_filters(conv: nn.Conv2d | torch.Tensor, max_channels: int = 16, 
             mosaic[o * (kh + 1):o * (kh + 1) + kh, i * (kw + 1):i * (kw + 1) + kw] = shown[o, i].numpy()
     centre = weight[:, :, kh // 2, kw // 2]
     diagonal = torch.eye(out, inp, dtype=torch.bool)
-    fig = fig or Figure(figsize=(11, 5))
+    fig = fig or NotebookFigure(figsize=(11, 5))
     fig.clear()
     ax_mosaic, ax_centre = fig.subplots(1, 2)
     for ax, data, title in ((ax_mosaic, mosaic, f"{kh}x{kw} kernels, first {shown.shape[0]} outputs x "
@@ -151,7 +152,7 @@ def plot_folded_filters(conv: nn.Conv2d | torch.Tensor, max_channels: int = 16, 
 def plot_signal_profile(profiles: dict[str, "object"], fig: Figure | None = None) -> Figure:
     """Activation and gradient RMS against depth (``dirackit.diagnostics.signal_profile`` frames),
     one line per label: a flat gradient trains, a geometric one does not."""
-    fig = fig or Figure(figsize=(10, 3.6))
+    fig = fig or NotebookFigure(figsize=(10, 3.6))
     fig.clear()
     ax_act, ax_grad = fig.subplots(1, 2)
     for label, profile in profiles.items():

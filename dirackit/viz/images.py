@@ -4,12 +4,14 @@ from __future__ import annotations
 import torch
 from matplotlib.figure import Figure
 
+from .figure import NotebookFigure
+
 __all__ = ["image_grid"]
 
 
 def image_grid(images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], per_class: int = 8) -> Figure:
     """The first ``per_class`` images of every class (uint8, N x 32 x 32 x 3), one row per class."""
-    fig = Figure(figsize=(per_class * 0.8, len(classes) * 0.85))
+    fig = NotebookFigure(figsize=(per_class * 0.8, len(classes) * 0.85))
     axes = fig.subplots(len(classes), per_class, squeeze=False)
     for c, name in enumerate(classes):
         picks = torch.nonzero(labels == c).flatten()[:per_class]
