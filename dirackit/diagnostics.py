@@ -1,4 +1,5 @@
-"""Why deep plain nets fail: signal magnitudes against depth at initialisation."""
+"""Looking inside trained and untrained nets: signal magnitudes against depth at initialisation (why
+deep plain nets fail), and where in its window a folded conv puts its weight (kernel skeleton)."""
 from __future__ import annotations
 
 import copy
@@ -7,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["signal_profile"]
+from .folding import fold
+
+__all__ = ["signal_profile", "kernel_skeleton"]
 
 
 def signal_profile(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
@@ -46,3 +49,19 @@ def signal_profile(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
     rms = lambda t: t.detach().float().pow(2).mean().sqrt().item()
     return pd.DataFrame({"depth": range(1, len(names) + 1), "layer": names,
                          "activation_rms": [rms(t) for t in outputs], "grad_rms": [rms(g) for g in grads]})
+
+
+@torch.no_grad()
+def kernel_skeleton(model: nn.Module, kernel_size: int = 3) -> torch.Tensor:
+    """Mean |weight| at each position of the KxK window, for every KxK conv of the folded model.
+
+    Returns a ``(layers, K, K)`` tensor in forward order, each layer divided by its largest entry
+    (the normalisation of the ACNet and DBB papers), so ``.mean(0)`` is their "kernel skeleton".
+    Folding first makes a branched model and a plain one comparable: both become the convs they
+    deploy as. The model is not modified.
+    """
+    convs = [m for m in fold(model).modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (kernel_size,) * 2]
+    if not convs:
+        raise ValueError(f"the folded model has no {kernel_size}x{kernel_size} conv; pick a kernel_size it uses")
+    magnitudes = torch.stack([conv.weight.detach().float().abs().mean((0, 1)).cpu() for conv in convs])
+    return magnitudes / magnitudes.amax((1, 2), keepdim=True).clamp_min(1e-30)

@@ -1,12 +1,15 @@
-"""What a model costs: trainable parameters, multiply-adds, and measured inference speed."""
+"""What a model costs: trainable parameters, multiply-adds, and measured inference and training speed."""
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
+from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["count_params", "count_macs", "inference_speed"]
+__all__ = ["count_params", "count_macs", "inference_speed", "training_speed"]
 
 
 def count_params(model: nn.Module) -> int:
@@ -51,28 +54,70 @@ def count_macs(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 32, 32)) -
     return total // input_size[0]
 
 
+def _timed_in_turns(steps_of: dict[str, Callable[[], object]], steps: int, repeats: int,
+                    device: torch.device) -> dict[str, float]:
+    """Best seconds for ``steps`` calls of each function, timed in turns after one warm-up call each.
+
+    Taking turns means a slow moment of the machine cannot land on one model only.
+    """
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for step in steps_of.values():
+        step()
+    best = dict.fromkeys(steps_of, float("inf"))
+    for _ in range(repeats):
+        for name, step in steps_of.items():
+            sync()
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            sync()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
 @torch.inference_mode()
 def inference_speed(models: dict[str, nn.Module], batch_size: int = 256, steps: int = 10, repeats: int = 3,
                     device: str | torch.device = "cpu") -> dict[str, float]:
     """Eval-mode images per second of each model on random 32x32 batches, measured in one run.
 
-    The models are timed in turns (``repeats`` rounds of ``steps`` batches after one warm-up batch)
-    and each keeps its best round, so a slow moment of the machine does not land on one model only.
-    Ratios between the results are the meaningful part; the models are moved to ``device``.
+    The models are timed in turns (``repeats`` rounds of ``steps`` batches) and each keeps its best
+    round. Ratios between the results are the meaningful part; the models are moved to ``device``.
     """
     device = torch.device(device)
     x = torch.randn(batch_size, 3, 32, 32, device=device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     models = {name: m.to(device).eval() for name, m in models.items()}
-    for m in models.values():
-        m(x)
-    best = dict.fromkeys(models, float("inf"))
-    for _ in range(repeats):
-        for name, m in models.items():
-            sync()
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                m(x)
-            sync()
-            best[name] = min(best[name], time.perf_counter() - t0)
+    best = _timed_in_turns({name: (lambda m=m: m(x)) for name, m in models.items()}, steps, repeats, device)
+    return {name: steps * batch_size / seconds for name, seconds in best.items()}
+
+
+def training_speed(models: dict[str, nn.Module], batch_size: int = 128, steps: int = 10, repeats: int = 3,
+                   device: str | torch.device = "cpu", bf16: bool | None = None) -> dict[str, float]:
+    """Training images per second of each model (forward, backward and an SGD step on random 32x32
+    batches), timed in turns as ``inference_speed`` does.
+
+    ``bf16`` autocasts as the trainer does on a GPU (default: on for CUDA). The timed steps change
+    the models' weights and BN statistics: pass copies of models you still need.
+    """
+    device = torch.device(device)
+    bf16 = device.type == "cuda" if bf16 is None else bf16
+    x = torch.randn(batch_size, 3, 32, 32, device=device)
+    with torch.no_grad():
+        num_classes = {name: m.to(device).eval()(x[:1]).shape[1] for name, m in models.items()}
+    models = {name: m.train() for name, m in models.items()}
+    y = {name: torch.randint(n, (batch_size,), device=device) for name, n in num_classes.items()}
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
+
+    def step_of(name: str) -> Callable[[], None]:
+        model = models[name]
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+        def step() -> None:
+            with autocast():
+                loss = F.cross_entropy(model(x), y[name])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return step
+
+    best = _timed_in_turns({name: step_of(name) for name in models}, steps, repeats, device)
     return {name: steps * batch_size / seconds for name, seconds in best.items()}

@@ -50,10 +50,19 @@ def test_mask_cost_times_both_constructions_and_the_layer():
     assert {"closed_form", "kronecker", "layer"} <= set(r) and all(r[k] > 0 for k in ("closed_form", "kronecker", "layer"))
 
 
-def test_kronecker_reference_equals_the_closed_form():
+@pytest.mark.parametrize("pattern", ["10110", "00000", "11111", "01001"])
+def test_closed_form_equals_the_kronecker_mask_and_its_gradient(pattern):
     layer = dk.layers.DGConv2d(32, 32, 3)
-    layer.set_gates("10110")
-    assert torch.equal(bench._kronecker_mask(layer.binary_gates()), layer.mask())
+    layer.set_gates(pattern)
+    weights = torch.randn(32, 32)
+    grads = []
+    for build in (lambda g: layer.mask(), bench._closed_form_mask):
+        layer.gates.grad = None
+        mask = build(layer.binary_gates())
+        (mask * weights).sum().backward()
+        grads.append(layer.gates.grad.clone())
+        assert torch.equal(mask, layer.mask())
+    torch.testing.assert_close(grads[0], grads[1])
 
 
 def test_dgmask_command_rejects_impossible_layers(capsys):
@@ -63,3 +72,25 @@ def test_dgmask_command_rejects_impossible_layers(capsys):
     bench.main(["dgmask", "--layers", "8@4", "--batch-size", "2", "--steps", "1", "--repeats", "1", "--device", "cpu"])
     row = capsys.readouterr().out.splitlines()[-1].split()
     assert row[0] == "8@4" and row[-1].endswith("x")
+
+
+def test_training_speed_steps_the_optimiser_of_every_model():
+    models = {"conv": torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(5)),
+              "linear": torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 7))}
+    with torch.no_grad():
+        models["conv"](torch.zeros(1, 3, 32, 32))  # materialise the lazy layer
+    before = {name: [p.detach().clone() for p in m.parameters()] for name, m in models.items()}
+    speed = dk.training_speed(models, batch_size=4, steps=2, repeats=2)
+    assert set(speed) == {"conv", "linear"} and all(v > 0 for v in speed.values())
+    for name, m in models.items():
+        assert m.training and all(not torch.equal(a, b) for a, b in zip(before[name], m.parameters()))
+
+
+def test_train_command_gives_the_step_time_relative_to_the_first_model(capsys):
+    bench.main(["train", "--models", "plain-10-1", "diracnet-10-1", "--batch-size", "4", "--steps", "1",
+                "--repeats", "1", "--device", "cpu"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("# python -m dirackit.bench") and "relative to plain-10-1" in out[2]
+    rows = [line.split() for line in out[4:]]
+    assert [r[0] for r in rows] == ["plain-10-1", "diracnet-10-1"]
+    assert rows[0][-1] == "1.00x" and float(rows[1][-1].rstrip("x")) > 0

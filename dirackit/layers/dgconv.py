@@ -11,9 +11,9 @@ None]``: ``U[o, i]`` switches the filter slice from input channel i to output ch
 Number the K bits of a channel index most-significant first (bit k belongs to factor ``U_k``).
 Then ``U[o, i] = 1`` exactly when o and i agree on every bit whose gate is 0, so U is a grouped
 conv up to a channel permutation: ``2**(K - sum g)`` groups of ``2**sum(g)`` channels, the group of
-a channel being its bits at the zero gates. This layer builds U from that closed form (K cheap
-C x C products, not a chain of Kronecker products), and ``fold()`` turns the trained layer into a
-real ``nn.Conv2d(groups=G)`` between two channel permutations.
+a channel being its bits at the zero gates. ``channel_order()`` sorts the channels by group, and
+``fold()`` turns the trained layer into a real ``nn.Conv2d(groups=G)`` between two channel
+permutations.
 
 Gradients reach ``g~`` through a straight-through estimator, ``g = step(g~) + (g~ - g~.detach())``:
 the forward sees exactly 0 or 1, the backward treats the step as the identity (as the reference's
@@ -39,18 +39,18 @@ def _channel_bits(channels: int) -> torch.Tensor:
     return (torch.arange(channels)[None, :] >> shifts[:, None]) & 1
 
 
-def gate_mask(gates: torch.Tensor, bits: torch.Tensor | None = None) -> torch.Tensor:
+def gate_mask(gates: torch.Tensor) -> torch.Tensor:
     """The C x C matrix ``U`` of binary (or straight-through) gates, ``C = 2**len(gates)``.
 
-    Differentiable in ``gates``: ``U = prod_k (1 - (1 - g_k) * [bit_k(o) != bit_k(i)])``, which is
-    the Kronecker product's entries written out.
+    The chain of Kronecker products, differentiable in ``gates``. It writes about 4/3 C**2 entries
+    against K C**2 for the closed form taken entry by entry, and measured 1.2-2x faster on a CPU
+    (``python -m dirackit.bench dgmask``); either is at most 2% of the layer's own step.
     """
-    if bits is None:
-        bits = _channel_bits(2 ** gates.numel()).to(gates.device)
-    mask = torch.ones((), dtype=gates.dtype, device=gates.device)
-    for g, b in zip(gates, bits):
-        differ = (b[:, None] != b[None, :]).to(gates.dtype)
-        mask = mask * (1 - (1 - g) * differ)
+    eye = torch.eye(2, dtype=gates.dtype, device=gates.device)
+    ones = torch.ones(2, 2, dtype=gates.dtype, device=gates.device)
+    mask = torch.ones(1, 1, dtype=gates.dtype, device=gates.device)
+    for g in gates:
+        mask = torch.kron(mask, (1 - g) * eye + g * ones)
     return mask
 
 
@@ -126,7 +126,7 @@ class DGConv2d(nn.Conv2d):
 
     def mask(self) -> torch.Tensor:
         """U, the C x C 0/1 relationship matrix (differentiable in the gates)."""
-        return gate_mask(self.binary_gates(), self.bits)
+        return gate_mask(self.binary_gates())
 
     def complexity(self) -> torch.Tensor:
         """``zeta = 2**(K + sum g)`` = nonzeros of U (differentiable in the gates)."""

@@ -1,2 +1,2 @@
 """Model families; importing this package registers every one of them."""
-from . import diracnet, resnext, wrn  # noqa: F401
+from . import dbb_nets, diracnet, resnext, wrn  # noqa: F401

@@ -4,6 +4,8 @@ Every plot returns a ``NotebookFigure``: a bare matplotlib Figure (no pyplot sta
 itself as an image in a notebook.
 """
 from .curves import LiveCurves, plot_curves
+from .dbb import (plot_branch_kernels, plot_branch_shares, plot_deploy_agreement, plot_kernel_skeleton,
+                  plot_share_history)
 from .dgconv import plot_accuracy_vs_cost, plot_complexity, plot_gate_masks, plot_group_history, plot_masked_weight
 from .dirac import dirac_heatmap, plot_dirac_evolution, plot_dirac_params, plot_folded_filters, plot_signal_profile
 from .figure import NotebookFigure
@@ -11,4 +13,6 @@ from .images import image_grid
 
 __all__ = ["NotebookFigure", "LiveCurves", "plot_curves", "image_grid", "plot_dirac_params", "dirac_heatmap",
            "plot_dirac_evolution", "plot_folded_filters", "plot_signal_profile", "plot_gate_masks",
-           "plot_masked_weight", "plot_group_history", "plot_complexity", "plot_accuracy_vs_cost"]
+           "plot_masked_weight", "plot_group_history", "plot_complexity", "plot_accuracy_vs_cost",
+           "plot_branch_kernels", "plot_branch_shares", "plot_share_history", "plot_kernel_skeleton",
+           "plot_deploy_agreement"]
