@@ -5,14 +5,22 @@ which); one harness run executes them all in real kernels, in about the time of 
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+from queue import Empty
 
 import nbformat
 import pytest
+import zmq
+import zmq.asyncio
+from jupyter_client.channels import AsyncZMQSocketChannel
+from jupyter_client.session import Session
 
+import execute_notebook
 import run_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,3 +185,62 @@ def test_kernels_talk_over_sockets_of_their_own(tmp_path):
     assert infos[0]["ip"] != infos[1]["ip"]
     assert all(Path(info["ip"]).is_absolute() and not Path(info["ip"]).parent.exists() for info in infos)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "a.ipynb", "b", "b.ipynb", "conn.ipynb"]
+
+
+def test_every_executed_notebook_is_exported_as_html_and_indexed(quick_run, tmp_path_factory):
+    proc, outcomes = quick_run
+    good = outcomes["00_good"]
+    html = Path(good["html"])
+    assert html.is_file() and html.name == "00_good.html"
+    executed = json.loads(Path(good["executed"]).read_text())
+    last = "".join(executed["cells"][-1]["outputs"][0]["data"]["text/plain"])  # write_text's byte count
+    page = html.read_text()
+    assert f"<pre>{last}</pre>" in page and "application/vnd.jupyter.widget-state+json" in page
+    assert outcomes["01_unknown_param"]["html"] is None  # never executed
+    index = (html.parent / "index.html").read_text()
+    assert all(name in index for name in outcomes) and 'href="00_good.html"' in index
+    assert "index.html" in proc.stdout
+
+
+@pytest.mark.parametrize("patient", [False, True])
+def test_a_missed_wakeup_stalls_the_plain_client_but_not_the_patient_one(patient):
+    """The hang of papermill under load, made deterministic: the message arrives, but the socket's
+    edge-triggered FD is read before the event loop sees it."""
+    async def receive() -> str:
+        ctx = zmq.asyncio.Context()
+        sender, receiver = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+        sender.bind("inproc://missed-wakeup")
+        receiver.connect("inproc://missed-wakeup")
+        session = Session()
+        channel = (execute_notebook.PatientChannel if patient else AsyncZMQSocketChannel)(receiver, session)
+        try:
+            waiting = asyncio.ensure_future(channel.get_msg(timeout=None))
+            await asyncio.sleep(0.2)  # get_msg now waits on the socket's FD
+            session.send(zmq.Socket.shadow(sender.underlying), "status", {"execution_state": "idle"})
+            zmq.Socket.shadow(receiver.underlying).getsockopt(zmq.EVENTS)  # consumes the wake-up
+            return (await asyncio.wait_for(waiting, 3 * execute_notebook.POLL_SLICE_S))["msg_type"]
+        except asyncio.TimeoutError:
+            return "stalled"
+        finally:
+            sender.close(0)
+            receiver.close(0)
+            ctx.term()
+
+    assert asyncio.run(receive()) == ("status" if patient else "stalled")
+
+
+def test_patient_channel_still_times_out():
+    async def wait() -> float:
+        ctx = zmq.asyncio.Context()
+        socket = ctx.socket(zmq.PAIR)
+        socket.bind("inproc://silent")
+        t0 = time.monotonic()
+        try:
+            with pytest.raises(Empty):
+                await execute_notebook.PatientChannel(socket, Session()).get_msg(timeout=0.3)
+            return time.monotonic() - t0
+        finally:
+            socket.close(0)
+            ctx.term()
+
+    assert 0.25 < asyncio.run(wait()) < 1.0

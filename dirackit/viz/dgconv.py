@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter, NullFormatter
 
 from ..layers import DGConv2d, gate_mask
 from ..runlog import RunLog
@@ -118,7 +119,12 @@ def plot_accuracy_vs_cost(points: Mapping[str, tuple[float, float]], cost: str =
     ax = fig.subplots()
     for i, (name, (c, acc)) in enumerate(points.items()):
         ax.scatter([c], [acc], s=60, color=f"C{i}", label=name)
-    ax.set(xlabel=cost, ylabel="test accuracy", xscale="log", title=f"accuracy against {cost}")
+    costs = [c for c, _ in points.values()]
+    wide_range = len(costs) > 1 and max(costs) > 10 * min(costs)  # a log axis labels nothing within a decade
+    ax.set(xlabel=cost, ylabel="test accuracy", xscale="log" if wide_range else "linear",
+           title=f"accuracy against {cost}")
+    ax.xaxis.set_major_formatter(EngFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.legend(fontsize="small")
     fig.tight_layout()
     return fig
