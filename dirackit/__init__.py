@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import explore, layers, recipes
+from . import compare, explore, layers, recipes
 from .data import CifarData, DataError, GpuLoader, load_cifar
 from .folding import check_fold, fold
 from .metrics import count_macs, count_params, inference_speed, training_speed
@@ -19,7 +19,7 @@ from .train import fit
 __all__ = ["build_model", "list_models", "model_card", "count_params", "count_macs", "inference_speed",
            "training_speed",
            "fold", "check_fold", "Recipe", "recipes", "layers", "load_cifar", "CifarData", "GpuLoader",
-           "DataError", "fit", "RunLog", "load_run", "load_runs", "explore"]
+           "DataError", "fit", "RunLog", "load_run", "load_runs", "explore", "compare"]
 
 
 def __getattr__(name: str):

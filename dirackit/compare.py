@@ -1,0 +1,66 @@
+"""All four ideas side by side: one row per finished run, with what it cost to train and to deploy.
+
+``summarize_runs`` reads run folders (the course notebooks' and the reference logs in ``results/``);
+``deploy_speed`` rebuilds each run's model from its checkpoint and times it before and after
+``dirackit.fold``, every model in the same interleaved rounds.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+import torch
+
+from .folding import check_fold, fold
+from .metrics import inference_speed
+from .runlog import load_run, load_runs
+
+__all__ = ["FAMILIES", "family_of", "summarize_runs", "deploy_speed"]
+
+# Registry-name prefix -> the idea it belongs to; the first match wins, so longer prefixes first.
+FAMILIES = (("g-resnext", "G-ResNeXt"), ("resnext", "ResNeXt"), ("diracnet", "DiracNet"),
+            ("plain", "plain (no skips)"), ("wrn", "WRN"), ("preresnet", "pre-act ResNet"))
+
+
+def family_of(name: str) -> str:
+    """The idea a registry model belongs to, e.g. ``vgg16-dbb`` -> ``DBB``, ``wrn-16-4`` -> ``WRN``."""
+    if name.endswith("-odbb"):
+        return "online DBB"
+    if name.endswith("-dbb"):
+        return "DBB"
+    if name.startswith(("vgg", "resnet")):
+        return "plain conv-BN"
+    return next((label for prefix, label in FAMILIES if name.startswith(prefix + "-")), "other")
+
+
+def summarize_runs(paths: Iterable[str | os.PathLike] | str | os.PathLike):
+    """One row per run folder under ``paths``: run, model, family, params, epochs, final test
+    accuracy and training images/s (mean over the epochs after the first, which holds the warm-up)."""
+    import pandas as pd
+    frame = load_runs(paths)
+    rows = []
+    for run, log in frame.groupby("run", sort=False):
+        later = log[log["epoch"] > 1] if len(log) > 1 else log
+        rows.append({"run": run, "model": log["model"].iloc[0], "family": family_of(str(log["model"].iloc[0])),
+                     "params": int(log["num_params"].iloc[0]), "epochs": int(log["epoch"].max()),
+                     "test_acc": float(log["test_acc"].iloc[-1]),
+                     "train_img_s": float(later["images_per_s"].mean())})
+    return pd.DataFrame(rows)
+
+
+def deploy_speed(runs: Iterable[str], batch_size: int = 256, steps: int = 5, repeats: int = 3,
+                 device: str | torch.device = "cpu", probe_size: int = 8) -> list[dict]:
+    """For each run folder: inference img/s of its trained model unfolded and folded (all timed in
+    the same rounds), the speed-up, and the fold's error on random inputs."""
+    models, rows = {}, []
+    torch.manual_seed(0)
+    probe = torch.randn(probe_size, 3, 32, 32)
+    for run in runs:
+        model, _, _ = load_run(run)
+        models[run], models[run + " folded"] = model, fold(model)
+        rows.append({"run": run, "fold_error": check_fold(model, probe)})
+    speed = inference_speed(models, batch_size, steps, repeats, device)
+    for row in rows:
+        row["unfolded_img_s"], row["folded_img_s"] = speed[row["run"]], speed[row["run"] + " folded"]
+        row["fold_speedup"] = row["folded_img_s"] / row["unfolded_img_s"]
+    return rows
