@@ -2,10 +2,12 @@
 #   make course   set up .venv, then run the notebook series (quick profile on CPU, full on a GPU)
 #   make test     set up .venv, then run the tests (the notebook run included)
 # Overrides: make test VENV=/path/to/venv PYTHON=python3.11 PYTEST_ARGS='-m "not notebooks"'
+#            make course DATASET=cifar100 OUT=build/course100
 
 PYTHON ?= python3
 VENV ?= .venv
 OUT ?= build/course
+DATASET ?= cifar10
 PYTEST_ARGS ?=
 
 BIN := $(VENV)/bin
@@ -15,7 +17,7 @@ STAMP := $(VENV)/.dirackit-installed
 .PHONY: course test install
 
 course: $(STAMP)
-	$(BIN)/python ci/run_notebooks.py --profile auto --out $(OUT)
+	$(BIN)/python ci/run_notebooks.py --profile auto --dataset $(DATASET) --out $(OUT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -3,7 +3,8 @@
     python data_scripts/prepare_cifar.py --archive ../shared/data/cifar10-jpeg.tar.xz
     python data_scripts/prepare_cifar.py --download cifar100 --cache /scratch/dirackit
 
-Without --download or --archive it prepares the default source ($DIRACKIT_DATA, else CIFAR-10).
+Without --download or --archive it prepares the default source of --dataset (cifar10: $DIRACKIT_DATA,
+cifar100: $DIRACKIT_DATA_CIFAR100; else the download); with --dataset the class count is checked.
 Bad input or unusable data: one line on stderr and exit status 2, no traceback.
 """
 from __future__ import annotations
@@ -24,12 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("--download", choices=("cifar10", "cifar100"), help="download with torchvision (online)")
     what.add_argument("--archive", metavar="PATH",
                       help="archive or folder with train|test/<class>/<image>, or a torchvision CIFAR root")
+    parser.add_argument("--dataset", choices=("cifar10", "cifar100"),
+                        help="which CIFAR: picks the default source and checks the class count")
     parser.add_argument("--cache", metavar="DIR", help="cache folder (default: $DIRACKIT_CACHE or ~/.cache/dirackit)")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
     try:
-        data = load_cifar(args.download or args.archive, cache_dir=args.cache)
+        data = load_cifar(args.download or args.archive, dataset=args.dataset, cache_dir=args.cache)
     except (DataError, OSError) as e:
         print(f"{parser.prog}: error: {(str(e).splitlines() or [type(e).__name__])[0]}", file=sys.stderr)
         return 2

@@ -34,14 +34,17 @@ def family_of(name: str) -> str:
 
 
 def summarize_runs(paths: Iterable[str | os.PathLike] | str | os.PathLike):
-    """One row per run folder under ``paths``: run, model, family, params, epochs, final test
-    accuracy and training images/s (mean over the epochs after the first, which holds the warm-up)."""
+    """One row per run folder under ``paths``: run, model, family, dataset ("cifar10", "cifar100",
+    or "N classes"), params, epochs, final test accuracy and training images/s (mean over the epochs
+    after the first, which holds the warm-up)."""
     import pandas as pd
     frame = load_runs(paths)
     rows = []
     for run, log in frame.groupby("run", sort=False):
         later = log[log["epoch"] > 1] if len(log) > 1 else log
+        classes = log["num_classes"].iloc[0]
         rows.append({"run": run, "model": log["model"].iloc[0], "family": family_of(str(log["model"].iloc[0])),
+                     "dataset": f"cifar{classes}" if classes in (10, 100) else f"{classes} classes",
                      "params": int(log["num_params"].iloc[0]), "epochs": int(log["epoch"].max()),
                      "test_acc": float(log["test_acc"].iloc[-1]),
                      "train_img_s": float(later["images_per_s"].mean())})

@@ -86,10 +86,11 @@ def measured_speed(name: str, batch_size: int = 32, steps: int = 2, device: str 
     return training_speed({name: build_model(name)}, batch_size, steps, repeats=1, device=device)[name]
 
 
-def describe(name: str, batch_size: int = 128, speed: bool = False, device: str = "cpu") -> dict:
+def describe(name: str, batch_size: int = 128, speed: bool = False, device: str = "cpu",
+             num_classes: int = 10) -> dict:
     """What the explorer shows for one network: parameters, multiply-adds per image, the training
     memory estimate at ``batch_size``, and with ``speed`` the measured training images/s."""
-    model = build_model(name)
+    model = build_model(name, num_classes=num_classes)
     info = {"name": name, "params": count_params(model), "macs": count_macs(model),
             **training_memory(model, batch_size)}
     if speed:

@@ -81,7 +81,7 @@ class RunLog:
 
 def load_runs(paths: Iterable[str | os.PathLike] | str | os.PathLike):
     """Every run folder under ``paths`` (folders holding ``config.json``, searched recursively)
-    as one DataFrame with columns ``run`` (folder), ``model`` and ``num_params`` added."""
+    as one DataFrame with columns ``run`` (folder), ``model``, ``num_params`` and ``num_classes`` added."""
     import pandas as pd
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -93,6 +93,7 @@ def load_runs(paths: Iterable[str | os.PathLike] | str | os.PathLike):
             frame.insert(0, "run", str(config.parent))
             frame.insert(1, "model", run.header.get("model", {}).get("name"))
             frame.insert(2, "num_params", run.header.get("num_params"))
+            frame.insert(3, "num_classes", len(run.header.get("data", {}).get("classes", [])) or None)
             frames.append(frame)
     if not frames:
         raise FileNotFoundError(f"no run folders (with {CONFIG}) under {[str(p) for p in paths]}")

@@ -44,6 +44,7 @@ def assert_clean_failure(result: subprocess.CompletedProcess, *needles: str) -> 
     (["--model", "wrn-10-1", "--device", "tpu"], ["unknown device"]),
     (["--model", "wrn-10-1", "--subset", "0"], ["--subset"]),
     (["--model", "wrn-10-1", "--epochs", "two"], ["--epochs", "two"]),
+    (["--model", "wrn-10-1", "--sync-bn", "--device", "cpu"], ["sync_bn needs CUDA"]),
 ])
 def test_bad_arguments(args, needles, tmp_path, image_folder):
     assert_clean_failure(train(*args, "--out", str(tmp_path / "run"), "--data", str(image_folder),

@@ -1,6 +1,5 @@
 """The comparison table of notebook 05: read back from real (tiny) runs."""
 import pytest
-import torch
 
 import dirackit as dk
 from dirackit import compare
@@ -25,6 +24,7 @@ def test_summary_and_deploy_speed_of_real_runs(make_data, tmp_path):
                device="cpu")
     table = compare.summarize_runs(tmp_path).set_index("model")
     assert list(table.family) == ["DiracNet", "DBB"]
+    assert list(table.dataset) == ["4 classes", "4 classes"]  # from each run's header, for notebook 05's filter
     run = dk.load_runs(tmp_path / "vgg16-dbb")
     assert table.test_acc["vgg16-dbb"] == run["test_acc"].iloc[-1]
     assert table.train_img_s["vgg16-dbb"] == run["images_per_s"].iloc[1]  # epoch 1 (warm-up) left out

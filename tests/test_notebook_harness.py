@@ -90,16 +90,31 @@ def test_full_profile_injects_only_out_dir(tmp_path):
     assert json.loads((tmp_path / "00_good" / "results.json").read_text())["score"] == 0.9
 
 
+def test_dataset_is_injected_where_declared(quick_run, tmp_path):
+    _, outcomes = quick_run
+    assert outcomes["05_dataset"]["status"] == "passed" and outcomes["05_dataset"]["results"] == {"dataset": "cifar10"}
+    assert "dataset" not in json.loads(Path(outcomes["00_good"]["executed"]).read_text())["metadata"]["papermill"][
+        "parameters"]
+    proc = harness("--profile", "full", "--dataset", "cifar100", "--out", tmp_path, "05_dataset", "00_good")
+    summary = {e["notebook"]: e for e in json.loads((tmp_path / "summary.json").read_text())["notebooks"]}
+    assert proc.returncode == 1 and json.loads((tmp_path / "summary.json").read_text())["dataset"] == "cifar100"
+    other = summary["05_dataset"]  # no full-cifar100 baseline: passes, and says its results went unchecked
+    assert other["status"] == "passed" and other["results"] == {"dataset": "cifar100"}
+    assert other["reason"] == "results not checked: 05_dataset.json has no 'full-cifar100' section"
+    assert summary["00_good"]["reason"] == "the parameters cell declares no dataset, so it cannot run on cifar100"
+    assert summary["00_good"]["executed"] is None
+
+
 def test_missing_data_stops_before_any_notebook(monkeypatch, tmp_path, capsys):
     from dirackit.data import DataError
 
-    def no_data():
-        raise DataError("no CIFAR found: export DIRACKIT_DATA=/path/to/cifar10-jpeg.tar.xz")
+    def no_data(dataset):
+        raise DataError(f"no {dataset} found: export DIRACKIT_DATA=/path/to/cifar10-jpeg.tar.xz")
 
     monkeypatch.setattr(run_notebooks, "check_data", no_data)
     assert run_notebooks.main(["--profile", "quick", "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == (
-        "run_notebooks: no CIFAR found: export DIRACKIT_DATA=/path/to/cifar10-jpeg.tar.xz")
+        "run_notebooks: no cifar10 found: export DIRACKIT_DATA=/path/to/cifar10-jpeg.tar.xz")
     assert not any(tmp_path.iterdir())
 
 

@@ -29,6 +29,11 @@ def notebook(request) -> tuple[Path, nbformat.NotebookNode]:
     return request.param, nbformat.read(request.param, as_version=4)
 
 
+def papermill_parameters(path: Path) -> dict:
+    import papermill
+    return papermill.inspect_notebook(str(path))
+
+
 def tagged(nb: nbformat.NotebookNode, tag: str) -> list[nbformat.NotebookNode]:
     return [c for c in nb.cells if tag in c.get("metadata", {}).get("tags", [])]
 
@@ -68,6 +73,14 @@ def test_one_parameters_cell_that_papermill_fully_parses(notebook):
     assert "out_dir" in declared, 'declare `out_dir: str = "..."`: the runner always sets it'
 
 
+def test_every_notebook_takes_either_cifar(notebook):
+    """`make course` and `--dataset cifar100` set `dataset` in every notebook; CIFAR-10 is the default."""
+    path, _ = notebook
+    declared = papermill_parameters(path)
+    assert "dataset" in declared, 'declare `dataset: str = "cifar10"  # cifar10 or cifar100`'
+    assert declared["dataset"]["default"] == '"cifar10"'
+
+
 def test_quick_parameters_are_declared(notebook):
     path, _ = notebook
     params = run_notebooks.profile_parameters(path.stem, "quick", ROOT / "ci" / "params")
@@ -79,7 +92,7 @@ def test_baseline_bounds_are_well_formed(notebook):
     baseline_path = ROOT / "ci" / "baselines" / f"{path.stem}.json"
     assert baseline_path.is_file(), f"write {baseline_path.relative_to(ROOT)}"
     baseline = json.loads(baseline_path.read_text())
-    assert "quick" in baseline and set(baseline) <= {"quick", "full"}
+    assert "quick" in baseline and set(baseline) <= {"quick", "full", "quick-cifar100", "full-cifar100"}
     for section in baseline.values():
         for key, bound in section.items():
             assert bound and set(bound) <= run_notebooks.BOUND_KEYS, f"{key}: use min, max or equals"

@@ -22,6 +22,14 @@ def test_plot_curves_draws_train_and_test_of_every_run():
     assert [t.get_text() for t in err.get_legend().get_texts()][0] == "wrn-16-4 train"
 
 
+def test_a_one_epoch_run_is_visible():
+    """The Train button's short runs: one point per line, which a line without markers would not draw."""
+    fig = dk.viz.plot_curves(fake_run("wrn-16-2", 1))
+    for ax in fig.axes:
+        assert all(line.get_marker() == "." and len(line.get_xdata()) == 1 for line in ax.lines)
+        assert ax.get_xlim() == (0.5, 1.5) and [t for t in ax.get_xticks() if 0.5 <= t <= 1.5] == [1.0]
+
+
 def test_plot_curves_reads_load_runs_frames(tmp_path):
     for name, epochs in (("a", 2), ("b", 3)):
         run = RunLog.create(tmp_path / name, {"model": {"name": name}})

@@ -25,26 +25,29 @@ import torch
 from ..atomic import atomic_write
 from .dataset import CifarData, DataError
 from .decode import decode_images
-from .sources import SPLITS, Source, cache_root, content_hash, fetch, fingerprint, locate, read_images, \
-    read_torchvision
+from .sources import DATA_VARIABLE, DATASETS, SPLITS, Source, cache_root, content_hash, fetch, fingerprint, \
+    locate, read_images, read_torchvision
 
 FORMAT = 1  # bump when the cache file's contents change
 INDEX_SIZE = 256  # fingerprints remembered
 SETTLED_NS = 3_000_000_000  # sources younger than this are not indexed (see above)
 
 
-def load_cifar(source: str | os.PathLike | None = None, *, train_per_class: int | None = None,
-               test_per_class: int | None = None, cache_dir: str | os.PathLike | None = None,
-               download: bool = True) -> CifarData:
+def load_cifar(source: str | os.PathLike | None = None, *, dataset: str | None = None,
+               train_per_class: int | None = None, test_per_class: int | None = None,
+               cache_dir: str | os.PathLike | None = None, download: bool = True) -> CifarData:
     """Load CIFAR as uint8 tensors, decoding the source only the first time.
 
     ``source``: "cifar10" / "cifar100" (torchvision download, once, into ``<cache>/torchvision``), an
     image-folder directory or archive (.tar .tar.gz .tgz .tar.xz .zip) with ``train|test/<class>/<image>``,
-    or a torchvision root; None means ``$DIRACKIT_DATA``, else "cifar10". ``cache_dir`` defaults to
-    ``$DIRACKIT_CACHE``, else ``~/.cache/dirackit``. ``*_per_class`` take a deterministic subset.
+    or a torchvision root. ``dataset`` ("cifar10" or "cifar100") says which CIFAR is wanted: None as
+    source then means its local copy ($DIRACKIT_DATA, $DIRACKIT_DATA_CIFAR100) or its download, and a
+    source with another class count is refused. Without either: ``$DIRACKIT_DATA``, else "cifar10".
+    ``cache_dir`` defaults to ``$DIRACKIT_CACHE``, else ``~/.cache/dirackit``. ``*_per_class`` take a
+    deterministic subset.
     """
     root = cache_root(cache_dir)
-    src = locate(source, root)
+    src = locate(source, root, dataset)
     fetch(src, download)
     sha = _hash(src, root)
     path = cache_file(sha, root)
@@ -56,6 +59,9 @@ def load_cifar(source: str | os.PathLike | None = None, *, train_per_class: int 
     tensors = (torch.from_numpy(arrays[f"{split}_{kind}"]) for split in SPLITS for kind in ("images", "labels"))
     data = CifarData(*tensors, classes=tuple(str(c) for c in arrays["classes"]), source=src.name, sha256=sha,
                      mean=tuple(float(m) for m in arrays["mean"]), std=tuple(float(s) for s in arrays["std"]))
+    if dataset is not None and data.num_classes != DATASETS[dataset]:
+        raise DataError(f"{src.name} has {data.num_classes} classes, not the {DATASETS[dataset]} of {dataset}: "
+                        f"point at a {dataset} copy (export {DATA_VARIABLE[dataset]}=PATH) or set dataset to match")
     return data.subset(train_per_class, test_per_class)
 
 

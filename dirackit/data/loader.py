@@ -22,11 +22,19 @@ class GpuLoader:
     epoch ``e`` are a pure function of ``(seed, e)`` on a given device, so resuming at an epoch
     reproduces the uninterrupted run. ``train=False``: the split in order, unchanged.
     A completed pass advances the epoch; ``set_epoch`` picks one explicitly.
+
+    Sharding for data-parallel training: ``batch_size`` is the global batch, and the loader of
+    ``rank`` (of ``world_size``) yields its contiguous part of every batch, images
+    ``[B*rank//world_size, B*(rank+1)//world_size)`` of it. Every rank makes the epoch's random draws
+    from the same ``(seed, epoch)``, so the parts are disjoint and together are exactly the batches
+    of the single-process epoch. Training parts must be equal (DDP averages per-rank gradients), so
+    a training batch must split evenly; evaluation parts may differ by one image.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int, mean: Sequence[float],
                  std: Sequence[float], train: bool, device: str | torch.device = "cpu", crop_pad: int = 4,
-                 pad_mode: str = "reflect", flip: bool = True, drop_last: bool | None = None, seed: int = 0):
+                 pad_mode: str = "reflect", flip: bool = True, drop_last: bool | None = None, seed: int = 0,
+                 rank: int = 0, world_size: int = 1):
         if images.dtype != torch.uint8 or images.ndim != 4 or not images.shape[3] == len(mean) == len(std):
             raise ValueError(f"images must be uint8 (N, H, W, C) with C = len(mean) = len(std); got "
                              f"{images.dtype} {tuple(images.shape)} and {len(mean)}/{len(std)} statistics")
@@ -38,6 +46,16 @@ class GpuLoader:
             raise ValueError(f"pad_mode must be 'reflect' or 'zero', got {pad_mode!r}")
         if not 0 <= crop_pad < min(images.shape[1:3]):
             raise ValueError(f"crop_pad must be in [0, {min(images.shape[1:3])}), got {crop_pad}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size), got rank {rank} of {world_size}")
+        self.drop_last = train if drop_last is None else drop_last
+        last = 0 if self.drop_last else len(labels) % batch_size
+        if train and batch_size % world_size:
+            raise ValueError(f"batch_size {batch_size} does not split evenly across {world_size} processes: "
+                             f"it is the global batch, so use a multiple of {world_size}")
+        if train and last % world_size:
+            raise ValueError(f"the last batch of {last} images does not split evenly across {world_size} "
+                             f"processes: set drop_last=True")
         self.device = torch.device(device)
         self.images = images.to(self.device).contiguous()
         self.labels = labels.to(self.device, torch.long)
@@ -46,7 +64,7 @@ class GpuLoader:
         self._shift = -torch.tensor(mean, dtype=torch.float32, device=self.device) * 255 / std255
         self.batch_size, self.train, self.crop_pad, self.pad_mode = batch_size, train, crop_pad, pad_mode
         self.flip = flip
-        self.drop_last = train if drop_last is None else drop_last
+        self.rank, self.world_size = rank, world_size
         self.seed, self.epoch = seed, 0
 
     @property
@@ -54,8 +72,10 @@ class GpuLoader:
         return len(self.labels)
 
     def __len__(self) -> int:
+        """Batches this rank yields per pass (an evaluation part can be empty on a rank, and is skipped)."""
         n, b = self.num_samples, self.batch_size
-        return n // b if self.drop_last else -(-n // b)
+        sizes = [b] * (n // b) + ([n % b] if n % b and not self.drop_last else [])
+        return sum(stop > start for start, stop in map(self._part, sizes))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -73,19 +93,30 @@ class GpuLoader:
         n, b = self.num_samples, self.batch_size
         stop = n - n % b if self.drop_last else n
         if self.train:
-            # Every random draw of the epoch is made here, up front, from one generator on the device.
+            # Every random draw of the epoch is made here, up front, from one generator on the device;
+            # every rank makes the same draws and takes its part of each batch.
             g = torch.Generator(self.device).manual_seed(_epoch_seed(self.seed, self.epoch))
             order = torch.randperm(n, generator=g, device=self.device)
             shifts = torch.randint(0, 2 * self.crop_pad + 1, (n, 2), generator=g, device=self.device)
             flips = torch.randint(0, 2, (n,), generator=g, device=self.device) == 1
             flips &= self.flip
-            for start in range(0, stop, b):
-                i = slice(start, start + b)
+            for i in self._slices(stop):
                 yield self._normalise(self._augment(order[i], shifts[i], flips[i])), self.labels[order[i]]
         else:
-            for start in range(0, stop, b):
-                yield self._normalise(self.images[start:start + b]), self.labels[start:start + b]
+            for i in self._slices(stop):
+                yield self._normalise(self.images[i]), self.labels[i]
         self.epoch += 1
+
+    def _part(self, size: int) -> tuple[int, int]:
+        """This rank's ``[start, stop)`` within a batch of ``size`` images."""
+        return size * self.rank // self.world_size, size * (self.rank + 1) // self.world_size
+
+    def _slices(self, stop: int) -> Iterator[slice]:
+        """This rank's part of each batch of positions ``[0, stop)``; empty parts are skipped."""
+        for begin in range(0, stop, self.batch_size):
+            start, end = self._part(min(self.batch_size, stop - begin))
+            if end > start:
+                yield slice(begin + start, begin + end)
 
     def _augment(self, idx: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
         """uint8 ``(B, H, W, C)``: each image ``idx[k]`` padded, cropped at ``shifts[k]``, maybe flipped.

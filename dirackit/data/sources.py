@@ -29,8 +29,17 @@ from .dataset import DataError
 SPLITS = ("train", "test")
 ARCHIVES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".zip")
 IMAGES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
-HOW_TO_GET = ("export DIRACKIT_DATA=/path/to/cifar10-jpeg.tar.xz or run "
-              "python data_scripts/prepare_cifar.py --archive PATH")
+# The datasets a notebook's ``dataset`` parameter names: their class count, and the variable that
+# points at a local copy of each (the download is the fallback).
+DATASETS = {"cifar10": 10, "cifar100": 100}
+DATA_VARIABLE = {"cifar10": "DIRACKIT_DATA", "cifar100": "DIRACKIT_DATA_CIFAR100"}
+
+
+def how_to_get(dataset: str = "cifar10") -> str:
+    """The fix an error message ends with: point at a local copy of ``dataset``, or import one."""
+    example = "cifar10-jpeg.tar.xz" if dataset == "cifar10" else f"{dataset}-archive-or-folder"
+    return (f"export {DATA_VARIABLE.get(dataset, 'DIRACKIT_DATA')}=/path/to/{example} or run "
+            f"python data_scripts/prepare_cifar.py --archive PATH")
 
 
 @dataclass(frozen=True)
@@ -85,10 +94,26 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path(cache_dir or os.environ.get("DIRACKIT_CACHE") or "~/.cache/dirackit").expanduser().absolute()
 
 
-def locate(source: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None) -> Source:
-    """Find what ``source`` names without reading or downloading it (None: $DIRACKIT_DATA or "cifar10")."""
-    source = source or os.environ.get("DIRACKIT_DATA") or "cifar10"
+def default_source(dataset: str = "cifar10") -> str:
+    """Where ``dataset`` is read from when no source is given: the path in its variable
+    ($DIRACKIT_DATA for CIFAR-10, $DIRACKIT_DATA_CIFAR100 for CIFAR-100), else its download."""
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+    return os.environ.get(DATA_VARIABLE[dataset]) or dataset
+
+
+def locate(source: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
+           dataset: str | None = None) -> Source:
+    """Find what ``source`` names without reading or downloading it (None: ``default_source(dataset)``).
+
+    With ``dataset``, a download of the other CIFAR is refused here; a local source's class count is
+    checked once it is read (``load_cifar``).
+    """
+    source = source or default_source(dataset or "cifar10")
     key = str(source).lower().removeprefix("torchvision:")
+    if dataset is not None and key in TORCHVISION and key != dataset:
+        raise DataError(f"source {source!r} is {key}, but dataset={dataset!r}: give a {dataset} source "
+                        f"(or leave the source empty), or set dataset={key!r}")
     if key in TORCHVISION:
         return Source("torchvision", cache_root(cache_dir) / "torchvision" / TORCHVISION[key].folder,
                       f"torchvision:{key}", key)
@@ -109,9 +134,10 @@ def locate(source: str | os.PathLike | None = None, cache_dir: str | os.PathLike
     return Source("folder", path, str(path))
 
 
-def resolve_source(source: str | os.PathLike | None = None, *, cache_dir: str | os.PathLike | None = None) -> str:
-    """What ``load_cifar(source)`` would read; raises DataError at once when it is not available."""
-    src = locate(source, cache_dir)
+def resolve_source(source: str | os.PathLike | None = None, *, cache_dir: str | os.PathLike | None = None,
+                   dataset: str | None = None) -> str:
+    """What ``load_cifar(source, dataset=dataset)`` would read; raises DataError at once when it is not available."""
+    src = locate(source, cache_dir, dataset)
     if src.downloadable and not _complete(src):
         _check_online(src)
     return src.name
@@ -124,10 +150,10 @@ def fetch(src: Source, download: bool = True) -> None:
     if not src.downloadable:
         missing = [n for n, p in src.files() if not p.is_file()]
         raise DataError(f"incomplete torchvision CIFAR folder {src.path}: missing {', '.join(missing)}; "
-                        f"download it again or {HOW_TO_GET}")
+                        f"download it again or {how_to_get(src.variant)}")
     if not download:
         raise DataError(f"{src.variant} is not in {src.path.parent} and download=False; pass download=True "
-                        f"when online, or {HOW_TO_GET}")
+                        f"when online, or {how_to_get(src.variant)}")
     _check_online(src)
     import torchvision.datasets
     from torchvision.datasets.utils import download_and_extract_archive
@@ -142,7 +168,7 @@ def fetch(src: Source, download: bool = True) -> None:
             if not _complete(src):  # else another process finished the same download first
                 raise
     except (OSError, RuntimeError, tarfile.TarError) as e:
-        raise DataError(f"downloading {src.variant} failed ({_one_line(e)}); {HOW_TO_GET}") from None
+        raise DataError(f"downloading {src.variant} failed ({_one_line(e)}); {how_to_get(src.variant)}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -265,7 +291,7 @@ def _entries(path: Path, *keys: str) -> list:
         if key is None:
             return [obj[k] for k in keys]
     except FileNotFoundError:
-        raise DataError(f"missing {path}: download the dataset again, or {HOW_TO_GET}") from None
+        raise DataError(f"missing {path}: download the dataset again, or {how_to_get()}") from None
     except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError, ImportError) as e:
         raise DataError(f"corrupt or truncated torchvision CIFAR file {path} ({_one_line(e)}); download it "
                         f"again") from None
@@ -297,7 +323,7 @@ def _check_online(src: Source) -> None:
         socket.create_connection((host, 443), timeout=5).close()
     except OSError as e:
         raise DataError(f"cannot download {src.variant} ({host} unreachable: {_one_line(e)}); offline, point at "
-                        f"a local copy: {HOW_TO_GET}") from None
+                        f"a local copy: {how_to_get(src.variant)}") from None
 
 
 def _parts(name: str) -> tuple[str, ...]:

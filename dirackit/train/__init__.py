@@ -10,6 +10,9 @@ Models plug in through optional methods, looked up by name (none of them is requ
 A run folder holds ``config.json`` (provenance), ``log.jsonl`` (one row per epoch) and
 ``checkpoint.pt`` (rewritten atomically every epoch). ``resume=True`` continues from the checkpoint
 and cuts the log back to it, so a killed and resumed run logs what an uninterrupted one logs.
+
+Under ``torchrun --nproc_per_node=N`` the same ``fit`` trains data-parallel on N processes, with
+``recipe.batch_size`` as the global batch; ``distributed`` says how the ranks share the work.
 """
 from __future__ import annotations
 
@@ -31,10 +34,12 @@ from ..data import CifarData, DataError, GpuLoader
 from ..metrics import count_params
 from ..recipes import Recipe, WRN, lr_at
 from ..runlog import CHECKPOINT, RunLog
+from .distributed import World, all_reduce, barrier, data_parallel, gather_objects, init_from_env, sync_buffers
 
 __all__ = ["fit", "evaluate", "param_groups", "resolve_device", "TrainingDiverged"]
 
 Callback = Callable[[dict, RunLog], None]
+_NEVER = 2 ** 62  # "no NaN step yet": larger than any step, so the earliest bad step is a min over ranks
 
 
 class TrainingDiverged(RuntimeError):
@@ -79,7 +84,11 @@ def param_groups(model: nn.Module, recipe: Recipe) -> list[dict]:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: GpuLoader, autocast=nullcontext) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over one pass of ``loader`` (eval mode)."""
+    """Mean cross-entropy and accuracy over one pass of ``loader`` (eval mode).
+
+    A sharded loader (``world_size > 1``) yields one rank's part of the split: the sums are then
+    added up over the ranks, so every rank returns the whole split's numbers.
+    """
     model.eval()
     loss = torch.zeros((), device=loader.device)
     correct = torch.zeros((), device=loader.device, dtype=torch.long)
@@ -88,17 +97,26 @@ def evaluate(model: nn.Module, loader: GpuLoader, autocast=nullcontext) -> tuple
             logits = model(x)
         loss += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
+    if loader.world_size > 1:
+        all_reduce(loss)
+        all_reduce(correct)
     return loss.item() / loader.num_samples, correct.item() / loader.num_samples
 
 
 def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.PathLike | None = None, *,
         resume: bool = False, callbacks: Iterable[Callback] = (), progress: bool = True,
-        device: str | torch.device = "auto") -> RunLog:
+        device: str | torch.device = "auto", sync_bn: bool = False) -> RunLog:
     """Train ``model`` on ``data`` with ``recipe``; returns the run's log (also written to ``out``).
 
-    Each callback is called as ``callback(row, run)`` after every epoch (live plots use this).
+    Each callback is called as ``callback(row, run)`` after every epoch (live plots use this); with
+    several processes it is called on every rank, with the same row. ``sync_bn`` (CUDA, several
+    processes) converts the BatchNorm layers in place to SyncBatchNorm, so they normalise over the
+    global batch instead of each rank's part.
     """
-    device = resolve_device(device)
+    world, device = init_from_env(resolve_device(device))
+    if sync_bn and device.type != "cuda":
+        raise ValueError(f"sync_bn needs CUDA: SyncBatchNorm synchronises over NCCL and has no {device.type} "
+                         f"version; train without it")
     cuda = device.type == "cuda"
     out = None if out is None else Path(out)
     checkpoint_path = None if out is None else out / CHECKPOINT
@@ -108,8 +126,10 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
     if cuda and recipe.channels_last:
         model.to(memory_format=torch.channels_last)
     _check_output_size(model, data, device)
+    if sync_bn and world.distributed:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
-    loader_args = dict(mean=data.mean, std=data.std, device=device)
+    loader_args = dict(mean=data.mean, std=data.std, device=device, rank=world.rank, world_size=world.world_size)
     train_loader = GpuLoader(data.train_images, data.train_labels, batch_size=recipe.batch_size, train=True,
                              crop_pad=recipe.crop_pad, pad_mode=recipe.pad_mode, flip=recipe.flip,
                              drop_last=recipe.drop_last, seed=recipe.seed, **loader_args)
@@ -122,7 +142,7 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
 
     optimizer = torch.optim.SGD(param_groups(model, recipe), lr=recipe.lr, momentum=recipe.momentum,
                                 nesterov=recipe.nesterov)
-    header = _provenance(model, data, recipe, device)
+    header = _provenance(model, data, recipe, device, world, sync_bn)
     start_epoch, run = 0, None
     if resume:
         if out is None:
@@ -132,23 +152,26 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
             _check_same_run(state, header, out)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
-            set_rng_state(state["rng"])
+            set_rng_state(state["rng_ranks"][world.rank] if world.distributed else state["rng"])
             start_epoch = state["epoch"]
             run = RunLog.read(out)
+            if not world.is_main:
+                run = RunLog(None, run.header, run.rows)  # rank 0 alone writes the folder
             run.truncate(start_epoch)
     elif checkpoint_path is not None and checkpoint_path.exists():
         raise FileExistsError(f"{out} already holds a run: pass resume=True (--resume) to continue it, "
                               f"or choose a new folder")
     if run is None:
-        torch.manual_seed(recipe.seed)
-        run = RunLog.create(out, header)
+        torch.manual_seed(recipe.seed + world.rank)  # ranks draw different dropout masks
+        run = RunLog.create(out if world.is_main else None, header)
 
-    train_model = torch.compile(model) if recipe.compile else model
+    train_model = data_parallel(model, device)
+    train_model = torch.compile(train_model) if recipe.compile else train_model
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda and recipe.bf16 else nullcontext
     loss_fn = getattr(model, "loss", None) or (
         lambda logits, y: F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing))
     log_state = getattr(model, "log_state", dict)
-    bar = _progress_bar(progress)
+    bar = _progress_bar(progress and world.is_main)
 
     step = start_epoch * steps_per_epoch
     for epoch in range(start_epoch, recipe.epochs):
@@ -156,7 +179,7 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
         model.train()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
-        first_bad = torch.full((), -1, device=device, dtype=torch.long)  # global step of the first NaN
+        first_bad = torch.full((), _NEVER, device=device, dtype=torch.long)  # global step of the first NaN
         _sync(device)
         t0 = time.perf_counter()
         for x, y in bar(train_loader, desc=f"epoch {epoch + 1}/{recipe.epochs}"):
@@ -172,13 +195,16 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
             loss = loss.detach()
             loss_sum += loss * len(y)
             correct += (logits.argmax(1) == y).sum()
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
+            first_bad = torch.where(torch.isfinite(loss), first_bad, first_bad.clamp(max=step))
             step += 1
             if step % recipe.nan_check_every == 0:
                 _raise_if_diverged(first_bad, epoch, steps_per_epoch, checkpoint_path)
         _raise_if_diverged(first_bad, epoch, steps_per_epoch, checkpoint_path)
         _sync(device)
         seconds = time.perf_counter() - t0
+        all_reduce(loss_sum)  # sums over the ranks' parts: the log holds what one process would report
+        all_reduce(correct)
+        sync_buffers(model)
         t1 = time.perf_counter()
         test_loss, test_acc = evaluate(model, test_loader, autocast)
         seen = steps_per_epoch * recipe.batch_size if recipe.drop_last else train_loader.num_samples
@@ -189,11 +215,16 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
                "eval_seconds": round(time.perf_counter() - t1, 4), **log_state()}
         run.append(row)
         if checkpoint_path is not None:
-            save_checkpoint({"epoch": epoch + 1, "step": step, "model": model.state_dict(),
-                             "optimizer": optimizer.state_dict(), "rng": rng_state(),
-                             "loader": train_loader.state_dict(), "recipe": recipe.asdict(),
-                             "model_spec": header["model"]}, checkpoint_path)
-        if progress:
+            rng_ranks = gather_objects(rng_state())
+            if world.is_main:
+                save_checkpoint({"epoch": epoch + 1, "step": step, "model": model.state_dict(),
+                                 "optimizer": optimizer.state_dict(), "rng": rng_ranks[0],
+                                 "loader": train_loader.state_dict(), "recipe": recipe.asdict(),
+                                 "model_spec": header["model"], "world_size": world.world_size,
+                                 "sync_bn": sync_bn, **({"rng_ranks": rng_ranks} if world.distributed else {})},
+                                checkpoint_path)
+            barrier()  # the checkpoint is on disk before any rank moves on (and may resume from it)
+        if progress and world.is_main:
             print(f"epoch {epoch + 1:>3}/{recipe.epochs}  train loss {row['train_loss']:.3f} "
                   f"acc {row['train_acc']:.3f}  test loss {test_loss:.3f} acc {test_acc:.3f}  "
                   f"{row['images_per_s']:.0f} img/s", flush=True)
@@ -214,7 +245,9 @@ def _check_output_size(model: nn.Module, data: CifarData, device: torch.device) 
 
 
 def _check_same_run(state: dict, header: dict, out: Path) -> None:
-    saved, now = state["recipe"], header["recipe"]
+    # The process layout decides what each step computes, so it is part of the setup (old runs: one process).
+    saved = {**state["recipe"], "world_size": state.get("world_size", 1), "sync_bn": state.get("sync_bn", False)}
+    now = {**header["recipe"], "world_size": header["world_size"], "sync_bn": header["sync_bn"]}
     changed = [k for k in now if saved.get(k) != now[k] and not (
         isinstance(now[k], (list, tuple)) and list(saved.get(k, ())) == list(now[k]))]
     if changed or state["model_spec"].get("name") != header["model"].get("name"):
@@ -224,8 +257,8 @@ def _check_same_run(state: dict, header: dict, out: Path) -> None:
 
 
 def _raise_if_diverged(first_bad: torch.Tensor, epoch: int, steps_per_epoch: int, checkpoint: Path | None):
-    bad = int(first_bad.item())
-    if bad < 0:
+    bad = int(all_reduce(first_bad.clone(), "min").item())  # every rank stops at the same check
+    if bad == _NEVER:
         return
     where = f"epoch {epoch + 1}, step {bad - epoch * steps_per_epoch + 1} of {steps_per_epoch}"
     kept = (f"the last good checkpoint ({epoch} epochs) is {checkpoint}" if checkpoint and checkpoint.exists()
@@ -246,7 +279,8 @@ def _progress_bar(enabled: bool):
     return lambda iterable, desc: tqdm(iterable, desc=desc, leave=False)
 
 
-def _provenance(model: nn.Module, data: CifarData, recipe: Recipe, device: torch.device) -> dict:
+def _provenance(model: nn.Module, data: CifarData, recipe: Recipe, device: torch.device, world: World,
+                sync_bn: bool) -> dict:
     from .. import __version__
     spec = getattr(model, "build_spec", {"name": type(model).__name__})
     return {
@@ -254,7 +288,7 @@ def _provenance(model: nn.Module, data: CifarData, recipe: Recipe, device: torch
         "data": {"source": data.source, "sha256": data.sha256, "classes": list(data.classes),
                  "train_images": len(data.train_labels), "test_images": len(data.test_labels)},
         "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
-        else platform.processor() or platform.machine(),
+        else platform.processor() or platform.machine(), "world_size": world.world_size, "sync_bn": sync_bn,
         "torch": torch.__version__, "python": platform.python_version(), "dirackit": __version__,
         "git_commit": _git_commit(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

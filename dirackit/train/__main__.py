@@ -1,4 +1,8 @@
-"""``python -m dirackit.train``: train a registered model on CIFAR from the command line."""
+"""``python -m dirackit.train``: train a registered model on CIFAR from the command line.
+
+``torchrun --nproc_per_node=N -m dirackit.train ...`` trains on N processes (one per GPU), with
+``--batch-size`` the global batch; rank 0 writes the run folder and prints.
+"""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +15,7 @@ from ..data import load_cifar
 from ..recipes import PRESETS, get_recipe
 from ..registry import build_model, model_card
 from . import TrainingDiverged, fit, resolve_device
+from .distributed import init_from_env, main_first, shutdown
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,13 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--out", required=True, help="run folder (log, provenance, checkpoint)")
     parser.add_argument("--recipe", choices=sorted(PRESETS), default=None, help="default: the model's paper recipe")
-    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None, help="the global batch, split across processes")
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--dropout", type=float, default=None, help="WRN dropout between the block's convs")
     parser.add_argument("--subset", type=int, default=None, metavar="N_PER_CLASS",
                         help="train on N images per class (and N/5 test images per class)")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda|mps")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sync-bn", action="store_true", help="several GPUs (torchrun): BatchNorm statistics "
+                                                               "over the global batch, not each GPU's part")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -50,21 +57,25 @@ def main(argv: list[str] | None = None) -> int:
         recipe = recipe.replace(**{k: v for k, v in changes.items() if v is not None})
         if args.subset is not None and args.subset < 1:
             raise ValueError(f"--subset must be >= 1 images per class, got {args.subset}")
-        device = resolve_device(args.device)
-        data = load_cifar(args.data)
+        world, device = init_from_env(resolve_device(args.device))
+        with main_first():  # under torchrun: rank 0 fills the data cache (or downloads), then the others read
+            data = load_cifar(args.data)
         if args.subset:
             data = data.subset(args.subset, max(1, args.subset // 5))
         torch.manual_seed(args.seed)
         model = build_model(args.model, num_classes=data.num_classes, **options)
         run = fit(model, data, recipe, out=args.out, resume=args.resume, progress=not args.no_progress,
-                  device=device)
+                  device=device, sync_bn=args.sync_bn)
     except (ValueError, TypeError, OSError, TrainingDiverged, CheckpointError) as e:  # DataError: ValueError
         return fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     except KeyboardInterrupt:
         return fail(f"interrupted; continue with the same command plus --resume (the last epoch's "
                     f"checkpoint is in {args.out})")
-    last = run.last
-    print(f"done: {len(run.rows)} epochs, test acc {last.get('test_acc', float('nan')):.4f}, run folder {args.out}")
+    if world.is_main:
+        last = run.last
+        print(f"done: {len(run.rows)} epochs, test acc {last.get('test_acc', float('nan')):.4f}, "
+              f"run folder {args.out}")
+    shutdown()
     return 0
 
 

@@ -29,18 +29,32 @@ def _frames(runs) -> list[tuple[str, "object"]]:
 
 
 def plot_curves(runs: RunLog | Iterable[RunLog] | "object", fig: Figure | None = None) -> Figure:
-    """Loss and error (%) against epoch, train dashed and test solid, one colour per run."""
+    """Loss and error (%) against epoch, train dashed and test solid, one colour per run.
+
+    Points carry markers, so a run of one epoch (the explorer's Train button) still shows; the log
+    loss axis gets plain tick labels, as its range is often well under a decade.
+    """
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
     fig = fig or NotebookFigure(figsize=(10, 3.6))
     fig.clear()
     ax_loss, ax_err = fig.subplots(1, 2)
-    for i, (label, frame) in enumerate(_frames(runs)):
+    frames = _frames(runs)
+    for i, (label, frame) in enumerate(frames):
         color = f"C{i % 10}"
         for split, style in (("train", "--"), ("test", "-")):
-            ax_loss.plot(frame["epoch"], frame[f"{split}_loss"], style, color=color, label=f"{label} {split}")
-            ax_err.plot(frame["epoch"], 100 * (1 - frame[f"{split}_acc"]), style, color=color,
+            ax_loss.plot(frame["epoch"], frame[f"{split}_loss"], style, marker=".", color=color,
+                         label=f"{label} {split}")
+            ax_err.plot(frame["epoch"], 100 * (1 - frame[f"{split}_acc"]), style, marker=".", color=color,
                         label=f"{label} {split}")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", yscale="log", title="loss")
     ax_err.set(xlabel="epoch", ylabel="error (%)", title="error")
+    last = max((frame["epoch"].max() for _, frame in frames), default=1)
+    for ax in (ax_loss, ax_err):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.set_xlim(0.5, last + 0.5)
+    for axis_formatter in (ax_loss.yaxis.set_major_formatter, ax_loss.yaxis.set_minor_formatter):
+        axis_formatter(ScalarFormatter())
     ax_err.legend(fontsize="small")
     fig.tight_layout()
     return fig

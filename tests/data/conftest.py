@@ -1,6 +1,6 @@
 """Fixtures for the data tests: small CIFAR-style sources made in tmp_path, and the real archive if present.
 
-Every test here gets its own empty cache ($DIRACKIT_CACHE) and no $DIRACKIT_DATA.
+Every test here gets its own empty cache ($DIRACKIT_CACHE) and no $DIRACKIT_DATA(_CIFAR100).
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("DIRACKIT_CACHE", str(cache))
     monkeypatch.delenv("DIRACKIT_DATA", raising=False)
+    monkeypatch.delenv("DIRACKIT_DATA_CIFAR100", raising=False)
     return cache
 
 

@@ -156,3 +156,36 @@ def test_bad_arguments(kwargs, message):
         loader(**kwargs)
     with pytest.raises(ValueError, match="labels"):
         GpuLoader(images(4), torch.arange(3), batch_size=2, mean=MEAN, std=STD, train=True)
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_ranks_get_disjoint_parts_that_make_up_the_single_process_batches(world_size):
+    """Data-parallel sharding: in rank order the parts are the single-process batches, pixel for pixel."""
+    def two_epochs(**kwargs):
+        data = loader(14, batch_size=6, seed=5, **kwargs)
+        return epoch(data) + epoch(data)
+    whole = two_epochs()
+    parts = [two_epochs(rank=r, world_size=world_size) for r in range(world_size)]
+    assert len(whole) == 4 and all(len(p) == len(whole) for p in parts)
+    for step, (x, y) in enumerate(whole):
+        assert [len(p[step][1]) for p in parts] == [6 // world_size] * world_size
+        assert torch.equal(torch.cat([p[step][0] for p in parts]), x)
+        assert torch.equal(torch.cat([p[step][1] for p in parts]), y)
+        assert len(set(y.tolist())) == 6  # labels are image indices: the parts share no image
+
+
+def test_eval_parts_cover_the_split_once_and_may_be_uneven():
+    parts = [loader(10, batch_size=4, train=False, rank=r, world_size=3) for r in range(3)]
+    batches = [epoch(p) for p in parts]
+    assert [len(p) for p in parts] == [len(b) for b in batches] == [2, 3, 3]  # rank 0's third part is empty
+    assert sorted(torch.cat([y for b in batches for _, y in b]).tolist()) == list(range(10))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(batch_size=6, world_size=4), "batch_size 6 does not split evenly across 4 processes"),
+    (dict(batch_size=6, world_size=3, drop_last=False), "last batch of 2 images .* drop_last=True"),
+    (dict(rank=2, world_size=2), "rank"),
+])
+def test_shards_that_cannot_be_equal_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        loader(14, **kwargs)

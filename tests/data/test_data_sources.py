@@ -113,14 +113,48 @@ def test_offline_default_source_fails_fast_with_how_to_fix(monkeypatch):
         raise OSError("[Errno -2] Name or service not known")
 
     monkeypatch.setattr(sources.socket, "create_connection", unreachable)
-    for call in (lambda: load_cifar(), lambda: resolve_source(), lambda: resolve_source("cifar100")):
+    for call in (lambda: load_cifar(), lambda: resolve_source(), lambda: load_cifar(dataset="cifar10")):
         with pytest.raises(DataError) as e:
             call()
-        one_line_error(e, "cannot download", "export DIRACKIT_DATA=/path/to/cifar10-jpeg.tar.xz",
+        one_line_error(e, "cannot download cifar10", "export DIRACKIT_DATA=/path/to/cifar10-jpeg.tar.xz",
                        "prepare_cifar.py --archive PATH")
+    for call in (lambda: resolve_source("cifar100"), lambda: load_cifar(dataset="cifar100")):
+        with pytest.raises(DataError) as e:
+            call()
+        one_line_error(e, "cannot download cifar100", "export DIRACKIT_DATA_CIFAR100=", "prepare_cifar.py --archive")
     with pytest.raises(DataError) as e:
         load_cifar("cifar10", download=False)
     one_line_error(e, "download=False", "DIRACKIT_DATA")
+
+
+def test_dataset_reads_its_own_variable(tmp_path, make_tree, make_torchvision, monkeypatch):
+    """dataset= picks $DIRACKIT_DATA for CIFAR-10 and $DIRACKIT_DATA_CIFAR100 for CIFAR-100."""
+    make_torchvision(tmp_path / "c100", "cifar100")
+    make_torchvision(tmp_path / "c10", "cifar10")
+    monkeypatch.setenv("DIRACKIT_DATA", str(tmp_path / "c10"))
+    monkeypatch.setenv("DIRACKIT_DATA_CIFAR100", str(tmp_path / "c100"))
+    assert load_cifar(dataset="cifar100").num_classes == 100
+    assert load_cifar(dataset="cifar10").num_classes == 10
+    assert load_cifar().num_classes == 10  # no dataset: $DIRACKIT_DATA, as before
+    assert resolve_source(dataset="cifar100") == str(tmp_path / "c100" / "cifar-100-python")
+
+
+def test_dataset_refuses_a_source_of_the_other_cifar(tmp_path, make_tree, make_torchvision, monkeypatch):
+    make_torchvision(tmp_path / "c100", "cifar100")
+    with pytest.raises(DataError) as e:
+        load_cifar(tmp_path / "c100", dataset="cifar10")
+    one_line_error(e, "has 100 classes, not the 10 of cifar10", "export DIRACKIT_DATA=")
+    make_tree(tmp_path / "three")  # three classes: neither CIFAR
+    with pytest.raises(DataError) as e:
+        load_cifar(tmp_path / "three", dataset="cifar100")
+    one_line_error(e, "has 3 classes, not the 100 of cifar100", "DIRACKIT_DATA_CIFAR100=")
+    monkeypatch.setattr(sources, "_check_online", None)  # refused before any download is tried
+    with pytest.raises(DataError) as e:
+        load_cifar("cifar100", dataset="cifar10")
+    one_line_error(e, "'cifar100' is cifar100, but dataset='cifar10'")
+    with pytest.raises(DataError) as e:
+        load_cifar(dataset="svhn")
+    one_line_error(e, "unknown dataset 'svhn'", "cifar10, cifar100")
 
 
 def test_resolve_source_reads_nothing(tmp_path, cache_dir, make_tree, make_archive, monkeypatch):

@@ -49,3 +49,14 @@ def test_missing_archive_from_the_command_line(tmp_path):
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("prepare_cifar.py: error: data source not found: ")
     assert str(missing) in result.stderr
+
+
+def test_dataset_checks_the_class_count(tmp_path, make_tree, make_torchvision, monkeypatch, capsys):
+    make_tree(tmp_path / "imgs")  # three classes
+    assert prepare()(["--archive", str(tmp_path / "imgs"), "--dataset", "cifar10", "--cache", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has 3 classes, not the 10 of cifar10" in err
+    make_torchvision(tmp_path / "c100", "cifar100")
+    monkeypatch.setenv("DIRACKIT_DATA_CIFAR100", str(tmp_path / "c100"))
+    assert prepare()(["--dataset", "cifar100", "--cache", str(tmp_path / "c")]) == 0
+    assert "classes  100: class000, class001" in capsys.readouterr().out
