@@ -32,6 +32,13 @@ class CifarData:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def __repr__(self) -> str:
+        """A summary, not the pixels: what a notebook cell ending in ``data`` should show."""
+        size = "x".join(map(str, self.train_images.shape[1:3]))
+        return (f"CifarData({self.num_classes} classes, {len(self.train_labels):,} train / "
+                f"{len(self.test_labels):,} test images of {size}, source={self.source!r}, "
+                f"sha256={self.sha256[:12]}...)")
+
     def subset(self, train_per_class: int | None, test_per_class: int | None, seed: int = 0) -> CifarData:
         """``train_per_class`` / ``test_per_class`` images of every class (None or 0 keeps the split whole).
 

@@ -47,6 +47,9 @@ def bokeh_curves(runs: RunLog | Iterable[RunLog] | "object", log_loss: bool = Tr
                                           (column, f"@{column}{{0.000}}{unit}")]))
         fig.legend.click_policy = "hide"
         fig.legend.label_text_font_size = "8pt"
+        fig.legend.title = "dashed train, solid test"
+        fig.legend.title_text_font_size = "8pt"
+        fig.xaxis.ticker.min_interval = 1  # whole epochs only
     return row(loss, error)
 
 

@@ -65,3 +65,8 @@ def test_load_cifar_subset_keeps_full_statistics(tmp_path, make_tree):
     assert torch.bincount(sub.train_labels).tolist() == [2, 2, 2] and len(sub.test_labels) == 3
     assert sub.mean == full.mean and sub.std == full.std
     assert torch.equal(sub.train_images, full.subset(2, 1).train_images)
+
+
+def test_repr_summarises_instead_of_printing_pixels():
+    assert repr(data().subset(3, 2)) == ("CifarData(5 classes, 15 train / 10 test images of 32x32, source='made', "
+                                         "sha256=ffffffffffff...)")
