@@ -23,7 +23,7 @@ from dirackit.train import distributed
 TESTS = Path(__file__).parent
 # Same images in the same steps, so without BatchNorm the only difference is the order of float sums
 # (DDP averages the two halves' gradients, one process sums the whole batch): measured 2.4e-7 on the
-# losses, 5e-8 on the weights. With BatchNorm each rank normalises 8 images instead of 16, which moves
+# losses (printed with -s), 5e-8 on the weights. With BatchNorm each rank normalises 8 images instead of 16, which moves
 # every activation; on these 64 images, whose class is their brightness, the losses of two epochs
 # differ by up to 0.14 (train) and 0.06 (test).
 EXACT_TOL, BN_TOL = 1e-5, 0.25
@@ -175,8 +175,16 @@ def test_only_rank_0_writes_the_run_folder_and_prints(runs):
     assert runs["stdout"].count("epoch   1/2") == runs["stdout"].count("epoch   2/2") == 1
 
 
+def largest_gaps(a_rows: list[dict], b_rows: list[dict]) -> dict[str, float]:
+    """Largest |difference| of train and test loss over the epochs (printed: run with -s to see them)."""
+    gaps = {k: max(abs(a[k] - b[k]) for a, b in zip(a_rows, b_rows)) for k in ("train_loss", "test_loss")}
+    print(f"largest loss gaps: {gaps}")
+    return gaps
+
+
 def test_without_batchnorm_two_processes_reproduce_one(runs):
     ddp, single = rows(runs, "ddp", "plain"), rows(runs, "single", "plain")
+    largest_gaps(ddp, single)
     for a, b in zip(ddp, single, strict=True):
         for key in ("train_loss", "test_loss"):
             assert a[key] == pytest.approx(b[key], abs=EXACT_TOL), (key, a, b)
@@ -200,6 +208,7 @@ def test_with_batchnorm_only_the_statistics_differ(runs):
 
 def test_with_batchnorm_the_loss_curve_stays_close_to_one_process(runs):
     ddp, single = rows(runs, "ddp", "wrn"), rows(runs, "single", "wrn")
+    largest_gaps(ddp, single)
     for a, b in zip(ddp, single, strict=True):
         for key in ("train_loss", "test_loss"):
             assert a[key] == pytest.approx(b[key], abs=BN_TOL), (key, a, b)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import gc
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +18,8 @@ import torch
 from ..data import CifarData
 from ..folding import fold
 from ..metrics import _timed_in_turns, count_macs, count_params
-from ..recipes import get_recipe
+from ..recipes import Recipe, get_recipe
+from ..train import autocast_for
 from ..registry import build_model, model_card
 from .data import reference_loader
 from .peak import MatmulPeak, matmul_peak, mfu
@@ -96,7 +96,7 @@ def _inference_speed(model: torch.nn.Module, batch_size: int, steps: int, repeat
     layout = torch.channels_last if cuda else torch.contiguous_format
     forms = {"unfolded": model.eval(), "folded": fold(model).to(memory_format=layout)}
     x = torch.randn(batch_size, 3, 32, 32, device=device).contiguous(memory_format=layout)
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else nullcontext
+    autocast = autocast_for(Recipe(bf16=True), device)
 
     def forward_of(m: torch.nn.Module):
         def forward() -> None:

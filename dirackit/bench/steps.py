@@ -9,17 +9,15 @@ Both minimise the same objective (the model's ``loss`` hook if it has one) with 
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Callable, Iterable, Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..data import CifarData, GpuLoader
+from ..data import CifarData
 from ..recipes import Recipe
-from ..train import param_groups
+from ..train import autocast_for, objective, sgd, train_loader
 
 __all__ = ["COMPILE_MODES", "GRAPH_MODES", "compile_mode_for", "reference_step", "fast_step"]
 
@@ -38,12 +36,6 @@ def compile_mode_for(mode: str | None, device: torch.device) -> tuple[str | None
     return mode, None
 
 
-def _objective(model: nn.Module, recipe: Recipe) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The model's own ``loss`` hook (e.g. a complexity budget), else cross-entropy, as ``fit`` uses."""
-    return getattr(model, "loss", None) or (
-        lambda logits, y: F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing))
-
-
 def _forever(batches: Iterable) -> Iterator:
     """Epoch after epoch of ``batches``, so a timed round never runs out."""
     while True:
@@ -55,7 +47,7 @@ def reference_step(model: nn.Module, loader: DataLoader, recipe: Recipe, device:
     model.to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
-    loss_fn, batches = _objective(model, recipe), _forever(loader)
+    loss_fn, batches = objective(model, recipe), _forever(loader)
 
     def step() -> None:
         x, y = next(batches)
@@ -77,17 +69,13 @@ def fast_step(model: nn.Module, data: CifarData, recipe: Recipe, batch_size: int
     model.to(device).train()
     if cuda and recipe.channels_last:
         model.to(memory_format=torch.channels_last)
-    loader = GpuLoader(data.train_images, data.train_labels, batch_size=batch_size, train=True,
-                       crop_pad=recipe.crop_pad, pad_mode=recipe.pad_mode, flip=recipe.flip, mean=data.mean,
-                       std=data.std, device=device, seed=recipe.seed)
+    loader = train_loader(data, recipe, device, batch_size)
     if len(loader) == 0:
         raise ValueError(f"batch size {batch_size} exceeds the {loader.num_samples} training images")
-    optimizer = torch.optim.SGD(param_groups(model, recipe), lr=recipe.lr, momentum=recipe.momentum,
-                                nesterov=recipe.nesterov)
+    optimizer = sgd(model, recipe)
     net = model if compile_mode is None else torch.compile(model, mode=compile_mode)
     graphs = cuda and compile_mode in GRAPH_MODES
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda and recipe.bf16 else nullcontext
-    loss_fn, batches = _objective(model, recipe), _forever(loader)
+    autocast, loss_fn, batches = autocast_for(recipe, device), objective(model, recipe), _forever(loader)
 
     def step() -> None:
         x, y = next(batches)

@@ -36,10 +36,11 @@ DATA_VARIABLE = {"cifar10": "DIRACKIT_DATA", "cifar100": "DIRACKIT_DATA_CIFAR100
 
 
 def how_to_get(dataset: str = "cifar10") -> str:
-    """The fix an error message ends with: point at a local copy of ``dataset``, or import one."""
+    """The fix an error message ends with: point the dataset's variable at a local copy (decoding
+    it once is optional: the first load does it too)."""
     example = "cifar10-jpeg.tar.xz" if dataset == "cifar10" else f"{dataset}-archive-or-folder"
-    return (f"export {DATA_VARIABLE.get(dataset, 'DIRACKIT_DATA')}=/path/to/{example} or run "
-            f"python data_scripts/prepare_cifar.py --archive PATH")
+    return (f"export {DATA_VARIABLE.get(dataset, 'DIRACKIT_DATA')}=/path/to/{example} (then "
+            f"python data_scripts/prepare_cifar.py --dataset {dataset} decodes it once into the cache)")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import os
 import platform
 import subprocess
 import time
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable
@@ -36,7 +36,8 @@ from ..recipes import Recipe, WRN, lr_at
 from ..runlog import CHECKPOINT, RunLog
 from .distributed import World, all_reduce, barrier, data_parallel, gather_objects, init_from_env, sync_buffers
 
-__all__ = ["fit", "evaluate", "param_groups", "resolve_device", "TrainingDiverged"]
+__all__ = ["fit", "evaluate", "param_groups", "sgd", "objective", "autocast_for", "train_loader", "resolve_device",
+           "TrainingDiverged"]
 
 Callback = Callable[[dict, RunLog], None]
 _NEVER = 2 ** 62  # "no NaN step yet": larger than any step, so the earliest bad step is a min over ranks
@@ -80,6 +81,34 @@ def param_groups(model: nn.Module, recipe: Recipe) -> list[dict]:
         (no_decay if skip else decay).append(p)
     return [{"params": decay, "weight_decay": recipe.weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]
+
+
+def sgd(model: nn.Module, recipe: Recipe) -> torch.optim.SGD:
+    """The recipe's SGD over ``param_groups``."""
+    return torch.optim.SGD(param_groups(model, recipe), lr=recipe.lr, momentum=recipe.momentum,
+                           nesterov=recipe.nesterov)
+
+
+def objective(model: nn.Module, recipe: Recipe) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The training loss: the model's own ``loss`` hook (e.g. a complexity budget), else cross-entropy."""
+    return getattr(model, "loss", None) or (
+        lambda logits, y: F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing))
+
+
+def autocast_for(recipe: Recipe, device: torch.device) -> Callable[[], AbstractContextManager]:
+    """A factory of the step's autocast context: bf16 on CUDA when the recipe asks for it, else none."""
+    if device.type == "cuda" and recipe.bf16:
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext
+
+
+def train_loader(data: CifarData, recipe: Recipe, device: torch.device, batch_size: int | None = None,
+                 rank: int = 0, world_size: int = 1) -> GpuLoader:
+    """The recipe's augmented, shuffled training batches on ``device`` (``batch_size``: the recipe's)."""
+    return GpuLoader(data.train_images, data.train_labels, batch_size=batch_size or recipe.batch_size, train=True,
+                     crop_pad=recipe.crop_pad, pad_mode=recipe.pad_mode, flip=recipe.flip,
+                     drop_last=recipe.drop_last, seed=recipe.seed, mean=data.mean, std=data.std, device=device,
+                     rank=rank, world_size=world_size)
 
 
 @torch.no_grad()
@@ -129,19 +158,16 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
     if sync_bn and world.distributed:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
-    loader_args = dict(mean=data.mean, std=data.std, device=device, rank=world.rank, world_size=world.world_size)
-    train_loader = GpuLoader(data.train_images, data.train_labels, batch_size=recipe.batch_size, train=True,
-                             crop_pad=recipe.crop_pad, pad_mode=recipe.pad_mode, flip=recipe.flip,
-                             drop_last=recipe.drop_last, seed=recipe.seed, **loader_args)
+    train_batches = train_loader(data, recipe, device, rank=world.rank, world_size=world.world_size)
     test_loader = GpuLoader(data.test_images, data.test_labels, batch_size=max(recipe.batch_size, 500),
-                            train=False, **loader_args)
-    steps_per_epoch = len(train_loader)
+                            train=False, mean=data.mean, std=data.std, device=device, rank=world.rank,
+                            world_size=world.world_size)
+    steps_per_epoch = len(train_batches)
     if steps_per_epoch == 0:
-        raise ValueError(f"batch_size {recipe.batch_size} exceeds the {train_loader.num_samples} training "
+        raise ValueError(f"batch_size {recipe.batch_size} exceeds the {train_batches.num_samples} training "
                          f"images and drop_last is set: lower batch_size or use more data")
 
-    optimizer = torch.optim.SGD(param_groups(model, recipe), lr=recipe.lr, momentum=recipe.momentum,
-                                nesterov=recipe.nesterov)
+    optimizer = sgd(model, recipe)
     header = _provenance(model, data, recipe, device, world, sync_bn)
     start_epoch, run = 0, None
     if resume:
@@ -167,22 +193,20 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
 
     train_model = data_parallel(model, device)
     train_model = torch.compile(train_model) if recipe.compile else train_model
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda and recipe.bf16 else nullcontext
-    loss_fn = getattr(model, "loss", None) or (
-        lambda logits, y: F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing))
+    autocast, loss_fn = autocast_for(recipe, device), objective(model, recipe)
     log_state = getattr(model, "log_state", dict)
     bar = _progress_bar(progress and world.is_main)
 
     step = start_epoch * steps_per_epoch
     for epoch in range(start_epoch, recipe.epochs):
-        train_loader.set_epoch(epoch)
+        train_batches.set_epoch(epoch)
         model.train()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         first_bad = torch.full((), _NEVER, device=device, dtype=torch.long)  # global step of the first NaN
         _sync(device)
         t0 = time.perf_counter()
-        for x, y in bar(train_loader, desc=f"epoch {epoch + 1}/{recipe.epochs}"):
+        for x, y in bar(train_batches, desc=f"epoch {epoch + 1}/{recipe.epochs}"):
             lr = lr_at(recipe, step, steps_per_epoch)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -207,7 +231,7 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
         sync_buffers(model)
         t1 = time.perf_counter()
         test_loss, test_acc = evaluate(model, test_loader, autocast)
-        seen = steps_per_epoch * recipe.batch_size if recipe.drop_last else train_loader.num_samples
+        seen = steps_per_epoch * recipe.batch_size if recipe.drop_last else train_batches.num_samples
         row = {"epoch": epoch + 1, "step": step, "lr": lr,
                "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
                "test_loss": test_loss, "test_acc": test_acc,
@@ -219,7 +243,7 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
             if world.is_main:
                 save_checkpoint({"epoch": epoch + 1, "step": step, "model": model.state_dict(),
                                  "optimizer": optimizer.state_dict(), "rng": rng_ranks[0],
-                                 "loader": train_loader.state_dict(), "recipe": recipe.asdict(),
+                                 "loader": train_batches.state_dict(), "recipe": recipe.asdict(),
                                  "model_spec": header["model"], "world_size": world.world_size,
                                  "sync_bn": sync_bn, **({"rng_ranks": rng_ranks} if world.distributed else {})},
                                 checkpoint_path)

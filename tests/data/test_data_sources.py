@@ -105,7 +105,7 @@ def test_download_failure_is_one_clear_line(monkeypatch):
     monkeypatch.setattr("torchvision.datasets.utils.download_and_extract_archive", offline)
     with pytest.raises(DataError) as e:
         load_cifar("cifar10")
-    one_line_error(e, "downloading cifar10 failed", "DIRACKIT_DATA=", "prepare_cifar.py --archive")
+    one_line_error(e, "downloading cifar10 failed", "DIRACKIT_DATA=", "prepare_cifar.py --dataset cifar10")
 
 
 def test_offline_default_source_fails_fast_with_how_to_fix(monkeypatch):
@@ -117,11 +117,11 @@ def test_offline_default_source_fails_fast_with_how_to_fix(monkeypatch):
         with pytest.raises(DataError) as e:
             call()
         one_line_error(e, "cannot download cifar10", "export DIRACKIT_DATA=/path/to/cifar10-jpeg.tar.xz",
-                       "prepare_cifar.py --archive PATH")
+                       "prepare_cifar.py --dataset cifar10")
     for call in (lambda: resolve_source("cifar100"), lambda: load_cifar(dataset="cifar100")):
         with pytest.raises(DataError) as e:
             call()
-        one_line_error(e, "cannot download cifar100", "export DIRACKIT_DATA_CIFAR100=", "prepare_cifar.py --archive")
+        one_line_error(e, "cannot download cifar100", "export DIRACKIT_DATA_CIFAR100=", "prepare_cifar.py --dataset cifar100")
     with pytest.raises(DataError) as e:
         load_cifar("cifar10", download=False)
     one_line_error(e, "download=False", "DIRACKIT_DATA")
