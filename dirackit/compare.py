@@ -7,13 +7,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Iterable
 
 import torch
 
 from .folding import check_fold, fold
 from .metrics import inference_speed
-from .runlog import load_run, load_runs
+from .runlog import CHECKPOINT, load_run, load_runs
 
 __all__ = ["FAMILIES", "family_of", "summarize_runs", "deploy_speed"]
 
@@ -54,14 +55,16 @@ def summarize_runs(paths: Iterable[str | os.PathLike] | str | os.PathLike):
 def deploy_speed(runs: Iterable[str], batch_size: int = 256, steps: int = 5, repeats: int = 3,
                  device: str | torch.device = "cpu", probe_size: int = 8) -> list[dict]:
     """For each run folder: inference img/s of its trained model unfolded and folded (all timed in
-    the same rounds), the speed-up, and the fold's error on random inputs."""
+    the same rounds), the speed-up, and the fold's error on random inputs. A run shipped without its
+    checkpoint (``results/``) is timed untrained, which costs the same; ``trained`` says which."""
     models, rows = {}, []
     torch.manual_seed(0)
     probe = torch.randn(probe_size, 3, 32, 32)
     for run in runs:
-        model, _, _ = load_run(run)
+        trained = Path(run, CHECKPOINT).is_file()
+        model, _, _ = load_run(run, weights=trained)
         models[run], models[run + " folded"] = model, fold(model)
-        rows.append({"run": run, "fold_error": check_fold(model, probe)})
+        rows.append({"run": run, "trained": trained, "fold_error": check_fold(model, probe)})
     speed = inference_speed(models, batch_size, steps, repeats, device)
     for row in rows:
         row["unfolded_img_s"], row["folded_img_s"] = speed[row["run"]], speed[row["run"] + " folded"]

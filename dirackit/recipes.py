@@ -28,6 +28,7 @@ class Recipe:
     schedule: Literal["step", "cosine", "onecycle"] = "step"
     milestones: tuple[int, ...] = (60, 120, 160)  # epochs where "step" multiplies lr by gamma
     gamma: float = 0.2
+    momentum_reset: bool = False          # "step": zero the momentum at each milestone (optimiser re-created)
     warmup: float = 0.15                  # "onecycle": fraction of the steps spent rising to lr
     crop_pad: int = 4                     # random crop from an image padded by this many pixels
     pad_mode: Literal["reflect", "zero"] = "reflect"
@@ -82,10 +83,12 @@ def lr_at(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
 
 
 # WRN paper code (szagoruyko/wide-residual-networks, scripts/train_cifar.sh + train.lua):
-# Nesterov SGD, lr 0.1 x0.2 at 60/120/160 of 200, wd 5e-4 on all parameters, reflect-pad crops.
-WRN = Recipe()
-# DiracNets v2 train.py: as WRN but no Nesterov and weight decay only on tensors of dim > 1.
-DIRACNET = Recipe(nesterov=False, decay="weights")
+# Nesterov SGD, lr 0.1 x0.2 at 60/120/160 of 200, wd 5e-4 on all parameters, reflect-pad crops; the
+# optimiser (so its momentum) is re-created at every lr drop.
+WRN = Recipe(momentum_reset=True)
+# DiracNets v2 train.py: as WRN (momentum reset included) but no Nesterov and weight decay only on
+# tensors of dim > 1.
+DIRACNET = Recipe(nesterov=False, decay="weights", momentum_reset=True)
 # He et al. 2016 (ResNet / pre-act ResNet on CIFAR): lr 0.1 /10 at 32k and 48k of 64k iterations
 # of batch 128 (epochs 82 and 123 of 164), wd 1e-4, zero-padded crops.
 PRERESNET = Recipe(epochs=164, milestones=(82, 123), gamma=0.1, weight_decay=1e-4, nesterov=False,

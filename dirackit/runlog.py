@@ -100,9 +100,10 @@ def load_runs(paths: Iterable[str | os.PathLike] | str | os.PathLike):
     return pd.concat(frames, ignore_index=True)
 
 
-def load_run(dir: str | os.PathLike):
+def load_run(dir: str | os.PathLike, weights: bool = True):
     """``(model, config, log)`` of a run folder: the model rebuilt by name with the checkpoint's
-    weights (eval mode, CPU), the provenance dict, and the per-epoch DataFrame."""
+    weights (eval mode, CPU), the provenance dict, and the per-epoch DataFrame. ``weights=False``
+    rebuilds the architecture untrained (for runs shipped without their checkpoint, e.g. ``results/``)."""
     from .checkpoint import load_checkpoint
     from .registry import build_model
     run = RunLog.read(dir)
@@ -111,5 +112,6 @@ def load_run(dir: str | os.PathLike):
         raise ValueError(f"{dir}: the model was not built with dirackit.build_model, so it cannot be "
                          f"rebuilt by name; build it yourself and load {CHECKPOINT}['model']")
     model = build_model(spec["name"], num_classes=spec["num_classes"], **spec["options"])
-    model.load_state_dict(load_checkpoint(run.dir / CHECKPOINT)["model"])
+    if weights:
+        model.load_state_dict(load_checkpoint(run.dir / CHECKPOINT)["model"])
     return model.eval(), run.header, run.frame()

@@ -78,6 +78,33 @@ def test_dgmask_command_rejects_impossible_layers(capsys):
     assert row[0] == "8@4" and row[-1].endswith("x")
 
 
+def test_dirac_ops_counts_fewer_ops_with_fused_weights_and_times_both_forms():
+    rows = bench.dirac_ops(["diracnet-16-1"], batch_size=2, steps=1, repeats=1)
+    assert [(r["model"], r["fused"]) for r in rows] == [("diracnet-16-1", False), ("diracnet-16-1", True)]
+    per_layer, fused = rows
+    assert per_layer["computations"] == per_layer["dirac_convs"] == 12 and fused["computations"] == 5
+    assert fused["forward"] < per_layer["forward"] and fused["backward"] < per_layer["backward"]
+    assert fused["optimizer"] == per_layer["optimizer"] > 0  # the same parameters to update
+    for r in rows:
+        assert r["ops"] == r["forward"] + r["backward"] + r["optimizer"] and r["step_s"] > 0
+    assert fused["ops_ratio"] == pytest.approx(fused["ops"] / per_layer["ops"]) and per_layer["time_ratio"] == 1
+
+
+def test_dirac_ops_command_prints_both_forms_and_refuses_plain_nets(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["dirac-ops", "--models", "plain-10-1"])
+    assert exit_info.value.code == 2 and "plain-10-1 has none" in capsys.readouterr().err
+    bench.main(["dirac-ops", "--models", "diracnet-10-1", "--batch-size", "2", "--steps", "1", "--repeats", "1",
+                "--device", "cpu"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("# python -m dirackit.bench dirac-ops") and "torch" in out[1]
+    assert any(line.startswith("ops: ") and "TorchDispatchMode" in line for line in out)
+    header = next(i for i, line in enumerate(out) if line.startswith("model "))
+    rows = [line.split() for line in out[header + 1:]]
+    assert [r[:2] for r in rows] == [["diracnet-10-1", "per"], ["diracnet-10-1", "fused"]]
+    assert rows[0][-1] == "1.00x" and rows[1][-1].endswith("x")
+
+
 def test_training_speed_steps_the_optimiser_of_every_model():
     models = {"conv": torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(5)),
               "linear": torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 7))}

@@ -69,3 +69,16 @@ def test_train_then_resume_from_the_command_line(tmp_path, image_folder):
     assert_clean_failure(more, "epochs: 1 -> 2")  # a different recipe is a different run
     same = train(*common, "--epochs", "1", "--resume", tmp_path=tmp_path)
     assert same.returncode == 0 and "done: 1 epochs" in same.stdout
+
+
+def test_time_limit_pauses_with_its_own_exit_status_and_the_same_command_continues(tmp_path, image_folder):
+    from dirackit.train.__main__ import PAUSED
+    command = ["--model", "wrn-10-1", "--data", str(image_folder), "--out", str(tmp_path / "run"), "--device",
+               "cpu", "--no-progress", "--batch-size", "8", "--epochs", "3", "--resume", "--time-limit", "0.001"]
+    for epochs_done in (1, 2):  # each call trains one epoch, the least it ever trains, then pauses
+        paused = train(*command, tmp_path=tmp_path)
+        assert paused.returncode == PAUSED, paused.stderr
+        assert f"after {epochs_done}/3 epochs" in paused.stdout and "--resume" in paused.stdout
+    last = train(*command, tmp_path=tmp_path)
+    assert last.returncode == 0 and "done: 3 epochs" in last.stdout, last.stderr
+    assert_clean_failure(train(*command[:-1], "-5", tmp_path=tmp_path), "time_limit must be a positive")

@@ -29,8 +29,9 @@ def test_summary_and_deploy_speed_of_real_runs(make_data, tmp_path):
     assert table.test_acc["vgg16-dbb"] == run["test_acc"].iloc[-1]
     assert table.train_img_s["vgg16-dbb"] == run["images_per_s"].iloc[1]  # epoch 1 (warm-up) left out
     assert table.params["vgg16-dbb"] == dk.count_params(dk.build_model("vgg16-dbb", num_classes=4, base_channels=4))
+    (tmp_path / "vgg16-dbb/checkpoint.pt").unlink()  # shipped as in results/: log and provenance only
     rows = compare.deploy_speed(list(table.run), batch_size=4, steps=1, repeats=1)
-    assert [r["run"] for r in rows] == list(table.run)
+    assert [r["run"] for r in rows] == list(table.run) and [r["trained"] for r in rows] == [True, False]
     for r in rows:
         assert r["fold_error"] <= 1e-5 and r["fold_speedup"] == pytest.approx(r["folded_img_s"] / r["unfolded_img_s"])
     with pytest.raises(FileNotFoundError, match="no run folders"):

@@ -1,12 +1,14 @@
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 import dirackit as dk
 from dirackit.runlog import TIMING_COLUMNS
@@ -123,6 +125,56 @@ def test_refuses_to_overwrite_or_to_resume_a_different_run(tmp_path, tiny_data):
         dk.fit(model, tiny_data, TINY, out=tmp_path, progress=False, device="cpu")
     with pytest.raises(ValueError, match="lr: 0.05 -> 0.1"):
         dk.fit(model, tiny_data, TINY.replace(lr=0.1), out=tmp_path, resume=True, progress=False, device="cpu")
+
+
+@pytest.mark.parametrize("reset", [True, False])
+def test_momentum_reset_at_the_lr_drop_as_the_references_recreate_the_optimiser(tiny_data, reset):
+    buffers_before_step = []
+
+    def record(optimizer, args, kwargs):
+        buffers_before_step.append(sum("momentum_buffer" in optimizer.state[p] for g in optimizer.param_groups
+                                       for p in g["params"]))
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        dk.fit(dk.build_model("wrn-10-1", num_classes=4), tiny_data, TINY.replace(momentum_reset=reset),
+               progress=False, device="cpu")  # 4 steps an epoch, lr drop at epoch 1
+    finally:
+        handle.remove()
+    params = len(list(dk.build_model("wrn-10-1", num_classes=4).parameters()))
+    expected_at_drop = 0 if reset else params
+    assert buffers_before_step == [0, params, params, params, expected_at_drop, params, params, params]
+
+
+class Slow(nn.Module):
+    """wrn-10-1 whose every training step takes at least ``seconds``: epochs of a known minimum length."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.net, self.seconds = dk.build_model("wrn-10-1", num_classes=4), seconds
+
+    def forward(self, x):
+        if self.training:
+            time.sleep(self.seconds)
+        return self.net(x)
+
+
+def test_time_limit_pauses_after_the_last_epoch_that_fits_and_resume_finishes_the_same_run(tmp_path, tiny_data):
+    recipe = TINY.replace(epochs=3)  # 4 steps of >= 0.1 s: every epoch takes >= 0.4 s
+    torch.manual_seed(0)
+    whole = dk.fit(Slow(0.1), tiny_data, recipe, out=tmp_path / "whole", progress=False, device="cpu",
+                   time_limit=60)
+    assert len(whole.rows) == 3
+    torch.manual_seed(0)
+    paused = dk.fit(Slow(0.1), tiny_data, recipe, out=tmp_path / "split", progress=False, device="cpu",
+                    time_limit=0.6)  # epoch 1 ends after >= 0.4 s; a second would end after >= 0.8 s
+    assert len(paused.rows) == 1 and len(dk.RunLog.read(tmp_path / "split").rows) == 1
+    torch.manual_seed(1)  # resuming must not depend on the caller's RNG
+    resumed = dk.fit(Slow(0.1), tiny_data, recipe, out=tmp_path / "split", resume=True, progress=False,
+                     device="cpu")
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]
+    assert strip(resumed.rows) == strip(whole.rows)
+    with pytest.raises(ValueError, match="time_limit must be a positive"):
+        dk.fit(Slow(0.0), tiny_data, recipe, progress=False, device="cpu", time_limit=0)
 
 
 def test_labels_out_of_range_for_the_head(make_data):

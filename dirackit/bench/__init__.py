@@ -5,6 +5,8 @@
 - ``train``: training img/s of models in the same rounds, each as a step-time ratio to the first:
   what a DBB's branches cost over the plain network (``train.py``).
 - ``dgmask``: what building a DGConv's mask costs next to the layer's own step (``dgmask.py``).
+- ``dirac-ops``: aten ops (about the kernel launches on a GPU) and time of a DiracNet training step
+  with its Dirac weights computed layer by layer against all in one fused step (``diracops.py``).
 - ``paths``: per architecture at its paper size, the reference training style (fp32, eager, PIL
   DataLoader with workers) against dirackit's fast path, in the same rounds: img/s, peak memory,
   ratio, MFU against the matmul peak measured in the same run, and inference before and after
@@ -17,10 +19,11 @@ saved under ``benchmarks/`` as it is.
 from .accuracy import time_to_accuracy
 from .cli import main
 from .dgmask import mask_cost
+from .diracops import dirac_ops
 from .fold import fold_speed
 from .paths import path_speed
 from .peak import MatmulPeak, matmul_peak, mfu, training_flops
 from .train import train_speed
 
-__all__ = ["fold_speed", "train_speed", "mask_cost", "path_speed", "matmul_peak", "MatmulPeak", "mfu",
+__all__ = ["fold_speed", "train_speed", "mask_cost", "dirac_ops", "path_speed", "matmul_peak", "MatmulPeak", "mfu",
            "training_flops", "time_to_accuracy", "main"]

@@ -21,6 +21,7 @@ from ..train import resolve_device
 from .accuracy import time_to_accuracy
 from .data import bench_data
 from .dgmask import mask_cost, parse_layer
+from .diracops import check_dirac_model, dirac_ops
 from .fold import fold_speed
 from .paths import path_speed
 from .peak import matmul_peak
@@ -57,17 +58,21 @@ def _parser() -> argparse.ArgumentParser:
         "dgmask": ("cost of building DGConv masks against the layer's own step", 128, "calls"),
         "paths": ("reference-style training against dirackit's fast path: img/s, memory, MFU, folding",
                   None, "training steps"),
+        "dirac-ops": ("aten ops and time of a DiracNet training step, Dirac weights per layer against fused",
+                      64, "training steps"),
     }
     for what, (summary, batch_size, unit) in timed.items():
         p = sub.add_parser(what, help=summary, description=summary)
         p.add_argument("--batch-size", type=int, default=batch_size,
                        help="default: each model's recipe (its paper's batch)" if batch_size is None else None)
         p.add_argument("--steps", type=int, default=20 if what == "paths" else 10, help=f"{unit} per timed round")
-        p.add_argument("--repeats", type=int, default=3, help="timed rounds; the best one counts")
+        p.add_argument("--repeats", type=int, default=3,
+                       help=f"timed rounds; the {'median' if what == 'dirac-ops' else 'best'} one counts")
         p.add_argument("--device", default="auto")
     commands = sub.choices
     commands["fold"].add_argument("--models", nargs="+", default=["diracnet-34-2", "plain-34-2", "wrn-16-4"])
     commands["train"].add_argument("--models", nargs="+", default=["vgg16", "vgg16-dbb", "vgg16-odbb"])
+    commands["dirac-ops"].add_argument("--models", nargs="+", default=["diracnet-34-2", "diracnet-100-1"])
     commands["dgmask"].add_argument("--layers", nargs="+", default=["128@32", "256@16", "512@8"],
                                     help="CHANNELS@SIZE per layer (default: G-ResNeXt-29 32x4d's DGConvs)")
     paths = commands["paths"]
@@ -111,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         device = resolve_device(args.device)
         _check_numbers(args)
         for name in getattr(args, "models", ()):
-            build_model(name)
+            (check_dirac_model if args.what == "dirac-ops" else build_model)(name)
         layers = [parse_layer(spec) for spec in args.layers] if args.what == "dgmask" else []
         recipe = _recipe(args) if args.what == "time-to-accuracy" else None
         data, about_data = _data(args) if args.what in ("paths", "time-to-accuracy") else (None, "")
@@ -124,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
         _print_train(args, device)
     elif args.what == "dgmask":
         _print_dgmask(args, layers, device)
+    elif args.what == "dirac-ops":
+        _print_dirac_ops(args, device)
     elif args.what == "paths":
         _print_paths(args, data, about_data, device)
     else:
@@ -186,6 +193,24 @@ def _print_dgmask(args: argparse.Namespace, layers: list[tuple[int, int]], devic
                      f"{r['layer'] * 1e3:.2f} ms", f"{r['kronecker'] / r['layer']:.1%}",
                      f"{r['closed_form'] / r['kronecker']:.1f}x"])
     _print_table(["layer", "Kronecker U", "closed-form U", "whole layer", "U / layer", "closed / Kronecker"], rows)
+
+
+def _print_dirac_ops(args: argparse.Namespace, device: torch.device) -> None:
+    print(f"batch {args.batch_size}, fp32; a training step: forward with cross-entropy, backward, the diracnet "
+          f"recipe's SGD step (torch's default implementation on {device.type}: "
+          f"{'foreach' if device.type == 'cuda' else 'a loop over the tensors'}), the same for both forms")
+    print("ops: the aten operators dispatched below autograd in one step after a warm-up step, counted with a "
+          "TorchDispatchMode (on a GPU each is about one kernel launch); views and empty allocations launch no "
+          "kernel and are counted apart")
+    print(f"time: median over {args.repeats} rounds of {args.steps} steps, the two forms taking turns on the same "
+          f"model, optimizer and batch; ratios are fused / per-layer")
+    rows = dirac_ops(args.models, args.batch_size, args.steps, args.repeats, device)
+    _print_table(["model", "Dirac weights", "computed in", "forward ops", "backward ops", "SGD ops", "ops",
+                  "views etc.", "ops ratio", "ms/step", "time ratio"],
+                 [[r["model"], "fused" if r["fused"] else "per layer",
+                   f"{r['computations']} {'groups' if r['fused'] else 'layers'}", f"{r['forward']:,}",
+                   f"{r['backward']:,}", f"{r['optimizer']:,}", f"{r['ops']:,}", f"{r['views']:,}",
+                   f"{r['ops_ratio']:.2f}x", f"{r['step_s'] * 1e3:,.1f}", f"{r['time_ratio']:.2f}x"] for r in rows])
 
 
 def _print_paths(args: argparse.Namespace, data: CifarData, about_data: str, device: torch.device) -> None:

@@ -134,14 +134,22 @@ def evaluate(model: nn.Module, loader: GpuLoader, autocast=nullcontext) -> tuple
 
 def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.PathLike | None = None, *,
         resume: bool = False, callbacks: Iterable[Callback] = (), progress: bool = True,
-        device: str | torch.device = "auto", sync_bn: bool = False) -> RunLog:
+        device: str | torch.device = "auto", sync_bn: bool = False, time_limit: float | None = None) -> RunLog:
     """Train ``model`` on ``data`` with ``recipe``; returns the run's log (also written to ``out``).
 
     Each callback is called as ``callback(row, run)`` after every epoch (live plots use this); with
     several processes it is called on every rank, with the same row. ``sync_bn`` (CUDA, several
     processes) converts the BatchNorm layers in place to SyncBatchNorm, so they normalise over the
     global batch instead of each rank's part.
+
+    ``time_limit`` (seconds of this call) stops the run at the end of the last epoch that fits in it,
+    judged by how long the previous epoch took (one epoch is always trained): the returned log then
+    has fewer rows than ``recipe.epochs``, and ``resume=True`` continues it with nothing trained twice. This is how a run
+    longer than a job's time slot is split across several jobs.
     """
+    if time_limit is not None and time_limit <= 0:
+        raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit}")
+    started = time.perf_counter()
     world, device = init_from_env(resolve_device(device))
     if sync_bn and device.type != "cuda":
         raise ValueError(f"sync_bn needs CUDA: SyncBatchNorm synchronises over NCCL and has no {device.type} "
@@ -199,7 +207,10 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
 
     step = start_epoch * steps_per_epoch
     for epoch in range(start_epoch, recipe.epochs):
+        epoch_started = time.perf_counter()
         train_batches.set_epoch(epoch)
+        if recipe.momentum_reset and recipe.schedule == "step" and epoch in recipe.milestones:
+            optimizer.state.clear()  # as re-creating the optimiser at the lr drop: momentum starts from zero
         model.train()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
@@ -254,6 +265,11 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
                   f"{row['images_per_s']:.0f} img/s", flush=True)
         for callback in callbacks:
             callback(row, run)
+        if time_limit is not None and epoch + 1 < recipe.epochs:
+            now = time.perf_counter()
+            fits = torch.tensor(int(now + (now - epoch_started) <= started + time_limit), device=device)
+            if not all_reduce(fits, "min").item():  # every rank stops after the same epoch
+                break
     return run
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 import torch
 
@@ -18,6 +19,9 @@ from . import TrainingDiverged, fit, resolve_device
 from .distributed import init_from_env, main_first, shutdown
 
 
+PAUSED = 75  # exit status of a run stopped by --time-limit (sysexits' EX_TEMPFAIL: "run again")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         """One line instead of argparse's full usage block."""
@@ -26,6 +30,7 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m dirackit.train``: bad input exits 2 with one line on stderr, never a traceback."""
+    started = time.perf_counter()
     parser = _Parser(prog="python -m dirackit.train", description="Train a dirackit model on CIFAR.")
     parser.add_argument("--model", required=True, help="registry name, e.g. wrn-28-10, wrn-16-4")
     parser.add_argument("--data", default=None, help="archive, folder, torchvision root, cifar10 or cifar100 "
@@ -43,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sync-bn", action="store_true", help="several GPUs (torchrun): BatchNorm statistics "
                                                                "over the global batch, not each GPU's part")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                        help=f"stop after the last epoch that fits in SECONDS, exit {PAUSED}; the same command "
+                             f"with --resume continues (for job slots shorter than the run)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
@@ -65,19 +73,30 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(args.seed)
         model = build_model(args.model, num_classes=data.num_classes, **options)
         run = fit(model, data, recipe, out=args.out, resume=args.resume, progress=not args.no_progress,
-                  device=device, sync_bn=args.sync_bn)
+                  device=device, sync_bn=args.sync_bn,
+                  time_limit=_remaining(args.time_limit, started))
     except (ValueError, TypeError, OSError, TrainingDiverged, CheckpointError) as e:  # DataError: ValueError
         return fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     except KeyboardInterrupt:
         return fail(f"interrupted; continue with the same command plus --resume (the last epoch's "
                     f"checkpoint is in {args.out})")
-    if world.is_main:
+    paused = len(run.rows) < recipe.epochs
+    if world.is_main and paused:
+        print(f"paused at the time limit after {len(run.rows)}/{recipe.epochs} epochs, test acc "
+              f"{run.last.get('test_acc', float('nan')):.4f}; continue with the same command plus --resume")
+    elif world.is_main:
         last = run.last
         print(f"done: {len(run.rows)} epochs, test acc {last.get('test_acc', float('nan')):.4f}, "
               f"run folder {args.out}")
     shutdown()
-    return 0
+    return PAUSED if paused else 0
 
+
+def _remaining(time_limit: float | None, started: float) -> float | None:
+    """The part of ``--time-limit`` left for training once the data is loaded (fit trains one epoch at least)."""
+    if time_limit is None or time_limit <= 0:
+        return time_limit  # None, or a bad value that fit refuses with its own message
+    return max(time_limit - (time.perf_counter() - started), 1e-3)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dirackit.layers import DiracConv1d, DiracConv2d, DiracConv3d, dirac_kernel
+from dirackit.layers import DiracConv1d, DiracConv2d, DiracConv3d, dirac_kernel, dirac_weights
 
 DIMS = [(DiracConv1d, nn.Conv1d, (2, 6, 17)), (DiracConv2d, nn.Conv2d, (2, 6, 9, 13)),
         (DiracConv3d, nn.Conv3d, (2, 6, 5, 7, 9))]
@@ -131,3 +131,48 @@ def test_state_dict_holds_weight_alpha_beta_but_not_the_constant_delta():
     copy.load_state_dict(layer.state_dict())
     x = torch.randn(1, 4, 6, 6)
     assert torch.equal(copy(x), layer(x))
+
+
+def distinct(layers, seed=0):
+    """Every layer its own random alpha and beta, so a layer given another one's weight shows."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in layers:
+            layer.alpha.copy_(torch.rand(layer.out_channels, generator=g) + 0.5)
+            layer.beta.copy_(torch.rand(layer.out_channels, generator=g) - 0.5)
+    return layers
+
+
+def test_dirac_weights_are_each_layers_effective_weight_with_its_gradients():
+    torch.manual_seed(0)
+    # shape groups as in a DiracNet stage (a first layer widening 4 -> 8, then 8 -> 8), interleaved; a
+    # grouped conv whose W has the 4 -> 8 layer's shape but another delta; other dims and a kernel size
+    layers = distinct([DiracConv2d(4, 4, 3), DiracConv2d(4, 8, 3), DiracConv2d(8, 8, 3), DiracConv2d(4, 4, 3),
+                       DiracConv2d(8, 8, 3, groups=2), DiracConv2d(8, 8, 3), DiracConv1d(4, 4, 3),
+                       DiracConv2d(4, 4, 3), DiracConv2d(4, 4, 1), DiracConv3d(4, 4, 3), DiracConv1d(4, 4, 3)])
+    assert layers[1].weight.shape == layers[4].weight.shape and not torch.equal(layers[1].delta, layers[4].delta)
+    fused = dirac_weights(layers)
+    assert len(fused) == len(layers)
+    targets = [torch.randn_like(w) for w in fused]
+
+    def grads(weights):
+        loss = sum((w * t).sum() for w, t in zip(weights, targets))
+        return torch.autograd.grad(loss, [p for m in layers for p in (m.weight, m.alpha, m.beta)])
+
+    per_layer = [m.effective_weight() for m in layers]
+    for w, expected in zip(fused, per_layer):
+        torch.testing.assert_close(w, expected, rtol=0, atol=1e-6)
+    for g, expected in zip(grads(fused), grads(per_layer)):
+        torch.testing.assert_close(g, expected, rtol=1e-6, atol=1e-6)
+    assert dirac_weights([]) == []
+
+
+def test_a_precomputed_weight_replaces_the_effective_one_and_hooks_still_fire():
+    torch.manual_seed(0)
+    layer, other = distinct([DiracConv2d(4, 4, 3, padding=1), DiracConv2d(4, 4, 3, padding=1)])
+    seen = []
+    layer.register_forward_hook(lambda m, inputs, output: seen.append((len(inputs), output)))
+    x = torch.randn(2, 4, 6, 6)
+    torch.testing.assert_close(layer(x, weight=other.effective_weight()), other(x))
+    assert torch.equal(layer(x, weight=None), layer(x))
+    assert len(seen) == 3 and seen[0][0] == 1 and torch.equal(seen[0][1], other(x))

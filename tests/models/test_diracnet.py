@@ -146,3 +146,58 @@ def test_folded_first_block_kernel_holds_the_scaled_identity():
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     expected = scale.view(-1, 1, 1, 1) * conv.effective_weight()
     torch.testing.assert_close(folded.weight, expected.detach())
+
+
+def forward_backward(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    model.zero_grad(set_to_none=True)
+    out = model(x)
+    out.square().mean().backward()
+    return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def test_fused_dirac_weights_give_the_same_output_and_gradients(randomize_bn, monkeypatch):
+    torch.manual_seed(0)
+    model = perturb(randomize_bn(dk.build_model("diracnet-16-2"))).train()  # 5 shape groups of 12 Dirac convs
+    x = torch.randn(4, 3, 32, 32)
+    model.fused_weights = False
+    expected, expected_grads = forward_backward(copy.deepcopy(model), x)
+    model.fused_weights = True
+    monkeypatch.setattr(DiracConv2d, "effective_weight", lambda self: pytest.fail("not fused"))
+    out, grads = forward_backward(model, x)
+    assert (out - expected).norm() <= 1e-5 * expected.norm()
+    assert grads.keys() == expected_grads.keys()
+    for name, g in grads.items():
+        assert (g - expected_grads[name]).norm() <= 1e-5 * expected_grads[name].norm(), name
+
+
+def test_fused_forward_calls_every_module_so_their_hooks_fire(randomize_bn):
+    assert dk.build_model("diracnet-10-1").fused_weights  # the default
+    model = perturb(randomize_bn(dk.build_model("diracnet-10-1"))).eval()
+    leaves = {name: m for name, m in model.named_modules() if not m._modules}  # ReLU, convs, BN, pools, fc
+    calls = []
+    for name, m in leaves.items():
+        m.register_forward_hook(lambda m, inputs, output, name=name: calls.append((name, inputs, output)))
+    x, runs = torch.randn(2, 3, 32, 32), {}
+    for fused in (False, True):
+        model.fused_weights = fused
+        calls.clear()
+        runs[fused] = model(x), list(calls)
+    (expected, unfused), (out, fused) = runs[False], runs[True]
+    assert [name for name, *_ in fused] == [name for name, *_ in unfused] and len(fused) == len(leaves)
+    for (name, inputs, output), (*_, expected_output) in zip(fused, unfused):
+        torch.testing.assert_close(output, expected_output, rtol=1e-5, atol=1e-5)
+        if isinstance(leaves[name], DiracConv2d):  # the hook sees the input alone, and the conv used its own weight
+            conv = leaves[name]
+            assert len(inputs) == 1
+            torch.testing.assert_close(output, conv._conv_forward(inputs[0], conv.effective_weight(), None))
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_plain_net_has_nothing_to_fuse():
+    torch.manual_seed(0)
+    model, x = dk.build_model("plain-10-1"), torch.randn(2, 3, 32, 32)
+    assert model.fused_weights and model.dirac_convs() == []
+    expected, expected_grads = forward_backward(model, x)
+    model.fused_weights = False
+    out, grads = forward_backward(model, x)
+    assert torch.equal(out, expected) and all(torch.equal(g, expected_grads[n]) for n, g in grads.items())

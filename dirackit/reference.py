@@ -1,0 +1,204 @@
+"""Reference runs: each paper's recipe on CIFAR-10, trained on a GPU, their logs shipped in ``results/``.
+
+``PLAN`` lists the runs in priority order. ``python -m dirackit.reference run --budget SECONDS``
+trains the first unfinished one (then the next, while time is left), resuming across commands, so a
+plan of hours fits in job slots of minutes. ``export`` copies each run's log and provenance (never
+its checkpoint) into ``results/``, where the notebooks read them without a GPU; ``table`` sets the
+accuracies beside the papers'. The learned-state summaries (DiracNet a/b per layer, DGConv gates,
+DBB branch shares) are in every log row, written by the models' ``log_state()``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from .data import CifarData, load_cifar
+from .recipes import get_recipe
+from .registry import build_model
+from .runlog import CONFIG, LOG, RunLog
+from .train import fit
+
+__all__ = ["Reference", "PLAN", "run_plan", "export", "table", "MAX_FILE_BYTES"]
+
+MAX_FILE_BYTES = 2 * 1024 * 1024  # what one shipped file may weigh: the repository stays small
+PAUSED = 75  # exit status when the budget ran out before the plan was done (as python -m dirackit.train)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One reference run: a model, its paper's recipe (``epochs``: that recipe's full length unless
+    set, which makes it a stated shortened schedule), a seed, and the paper's CIFAR-10 test error."""
+
+    name: str
+    model: str
+    recipe: str
+    seed: int = 0
+    epochs: int | None = None
+    paper_error: float | None = None  # %, CIFAR-10; None where the paper has no such row
+    paper_source: str = ""
+
+    @property
+    def planned_epochs(self) -> int:
+        return self.epochs or get_recipe(self.recipe).epochs
+
+
+_WRN = "WRN paper, final table (median of 5)"
+_DIRAC = "DiracNet paper, Fig. 1 (median of 5, read off the plot, +-0.1)"
+_DBB = "DBB paper, Table 2 (mean of 5)"
+
+# Priority order: the headline networks first, then the controls, then the extra seeds that turn the
+# headline comparisons (DiracNet vs plain, DBB vs plain) into 3-seed ones.
+PLAN: tuple[Reference, ...] = (
+    Reference("wrn-28-10", "wrn-28-10", "wrn", paper_error=4.00, paper_source=_WRN),
+    Reference("diracnet-34-2", "diracnet-34-2", "diracnet", paper_error=6.4, paper_source=_DIRAC),
+    Reference("plain-34-2", "plain-34-2", "diracnet"),
+    Reference("wrn-16-8", "wrn-16-8", "wrn", paper_error=4.27, paper_source=_WRN),
+    Reference("vgg16-dbb", "vgg16-dbb", "dbb", paper_error=5.38, paper_source=_DBB),
+    Reference("vgg16", "vgg16", "dbb", paper_error=6.05, paper_source=_DBB),
+    Reference("g-resnext-29-32x4d", "g-resnext-29-32x4d", "resnext"),
+    Reference("resnext-29-32x4d", "resnext-29-32x4d", "resnext"),
+    Reference("diracnet-34-2-s1", "diracnet-34-2", "diracnet", seed=1, paper_error=6.4, paper_source=_DIRAC),
+    Reference("plain-34-2-s1", "plain-34-2", "diracnet", seed=1),
+    Reference("diracnet-34-2-s2", "diracnet-34-2", "diracnet", seed=2, paper_error=6.4, paper_source=_DIRAC),
+    Reference("plain-34-2-s2", "plain-34-2", "diracnet", seed=2),
+    Reference("vgg16-dbb-s1", "vgg16-dbb", "dbb", seed=1, paper_error=5.38, paper_source=_DBB),
+    Reference("vgg16-s1", "vgg16", "dbb", seed=1, paper_error=6.05, paper_source=_DBB),
+    Reference("vgg16-dbb-s2", "vgg16-dbb", "dbb", seed=2, paper_error=5.38, paper_source=_DBB),
+    Reference("vgg16-s2", "vgg16", "dbb", seed=2, paper_error=6.05, paper_source=_DBB),
+)
+
+
+def epochs_done(folder: Path) -> int:
+    """Epochs logged in a run folder (0 if it holds no run yet)."""
+    return len(RunLog.read(folder).rows) if (folder / CONFIG).is_file() else 0
+
+
+def run_plan(plan: Sequence[Reference], data: CifarData, runs_dir: str | Path, budget: float,
+             device: str | torch.device = "auto", progress: bool = False) -> bool:
+    """Train the plan's unfinished runs in order, each resumed from its folder, until ``budget``
+    seconds are spent; True when every run of the plan is finished.
+
+    A call trains at least one epoch (``fit``'s ``time_limit``), so under a hard job limit leave one
+    epoch of the largest model, plus its start-up, between ``budget`` and that limit."""
+    started, runs_dir = time.perf_counter(), Path(runs_dir)
+    for ref in plan:
+        folder = runs_dir / ref.name
+        if epochs_done(folder) >= ref.planned_epochs:
+            continue
+        left = budget - (time.perf_counter() - started)
+        if left <= 0:
+            return False
+        recipe = get_recipe(ref.recipe).replace(seed=ref.seed, epochs=ref.planned_epochs)
+        torch.manual_seed(ref.seed)
+        model = build_model(ref.model, num_classes=data.num_classes)
+        print(f"{ref.name}: epoch {epochs_done(folder) + 1} of {ref.planned_epochs}, {left:.0f} s left", flush=True)
+        run = fit(model, data, recipe, out=folder, resume=True, progress=progress, device=device, time_limit=left)
+        print(f"{ref.name}: {len(run.rows)}/{ref.planned_epochs} epochs, test acc {run.last['test_acc']:.4f}",
+              flush=True)
+        if len(run.rows) < ref.planned_epochs:
+            return False
+    return True
+
+
+def export(plan: Sequence[Reference], runs_dir: str | Path, results_dir: str | Path) -> list[Path]:
+    """Copy each started run's ``config.json`` and ``log.jsonl`` into ``results_dir/<name>/`` with a
+    ``reference.json`` (plan entry, progress, the command that trains it); refuses any file over
+    ``MAX_FILE_BYTES``, before copying anything."""
+    started = [ref for ref in plan if (Path(runs_dir) / ref.name / CONFIG).is_file()]
+    for ref in started:
+        for name in (CONFIG, LOG):
+            path = Path(runs_dir) / ref.name / name
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise ValueError(f"{path} is {path.stat().st_size / 2**20:.1f} MB, over the "
+                                 f"{MAX_FILE_BYTES // 2**20} MB a shipped file may weigh: shrink what the "
+                                 f"model's log_state() logs per epoch")
+    written = []
+    for ref in started:
+        source, target = Path(runs_dir) / ref.name, Path(results_dir) / ref.name
+        target.mkdir(parents=True, exist_ok=True)
+        for name in (CONFIG, LOG):
+            shutil.copyfile(source / name, target / name)
+        note = {**asdict(ref), "planned_epochs": ref.planned_epochs, "epochs_done": epochs_done(source),
+                "command": f"python -m dirackit.reference run --only {ref.name} --budget SECONDS "
+                           f"(repeated until it prints that the plan is finished)",
+                "exported": date.today().isoformat()}
+        (target / "reference.json").write_text(json.dumps(note, indent=1) + "\n")
+        written.append(target)
+    return written
+
+
+def table(plan: Sequence[Reference], results_dir: str | Path):
+    """One row per plan entry: epochs done, our final CIFAR-10 test error, the paper's, and the device
+    and data it ran on (empty where the run is not in ``results_dir``)."""
+    import pandas as pd
+    rows = []
+    for ref in plan:
+        folder = Path(results_dir) / ref.name
+        run = RunLog.read(folder) if (folder / CONFIG).is_file() else None
+        row = {"run": ref.name, "model": ref.model, "recipe": ref.recipe, "seed": ref.seed,
+               "epochs": f"{len(run.rows) if run else 0}/{ref.planned_epochs}",
+               "error_%": round(100 * (1 - run.last["test_acc"]), 2) if run and run.rows else float("nan"),
+               "paper_error_%": ref.paper_error, "paper": ref.paper_source}
+        if run:
+            data = run.header.get("data", {})
+            row.update(device=run.header.get("device_name"), torch=run.header.get("torch"),
+                       data=f"{Path(str(data.get('source'))).name} ({data.get('train_images')} train images)")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dirackit.reference", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train the plan's unfinished runs, in order, within --budget seconds")
+    run.add_argument("--budget", type=float, required=True, metavar="SECONDS",
+                     help="stop after the last epoch that fits (then run the same command again)")
+    run.add_argument("--data", default=None, help="CIFAR-10 source (default: $DIRACKIT_DATA, else the download)")
+    run.add_argument("--device", default="auto")
+    run.add_argument("--progress", action="store_true")
+    shipped = sub.add_parser("export", help="copy the runs' logs and provenance into --results")
+    shown = sub.add_parser("table", help="our test errors beside the papers'")
+    for p in (run, shipped, shown):
+        p.add_argument("--only", nargs="+", metavar="NAME", help="these plan entries only")
+    for p in (run, shipped):
+        p.add_argument("--runs", default="runs/reference", help="folder of the run folders")
+    for p in (shipped, shown):
+        p.add_argument("--results", default="results")
+    args = parser.parse_args(argv)
+
+    unknown = sorted(set(args.only or ()) - {r.name for r in PLAN})
+    if unknown:
+        parser.error(f"not in the plan: {', '.join(unknown)} (the plan: {', '.join(r.name for r in PLAN)})")
+    plan = tuple(r for r in PLAN if not args.only or r.name in args.only)
+    try:
+        if args.command == "table":
+            print("CIFAR-10 test error (%): ours after the epochs shown, the papers' on the original CIFAR-10 "
+                  "(ours: the data column)")
+            print(table(plan, args.results).to_string(index=False, na_rep="-"))
+            return 0
+        if args.command == "export":
+            for folder in export(plan, args.runs, args.results):
+                print(f"wrote {folder}")
+            return 0
+        if args.budget <= 0:
+            raise ValueError(f"--budget must be a positive number of seconds, got {args.budget}")
+        done = run_plan(plan, load_cifar(args.data, dataset="cifar10"), args.runs, args.budget,
+                        device=args.device, progress=args.progress)
+    except (ValueError, OSError) as e:
+        print(f"{parser.prog}: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    print("the plan is finished" if done else "budget spent: run the same command again to continue")
+    return 0 if done else PAUSED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""The reference-run plan: trained in order across time-limited calls, exported small, tabled beside the papers."""
+import json
+
+import pytest
+
+import dirackit as dk
+from dirackit import reference
+from dirackit.reference import PLAN, Reference, export, run_plan, table
+from dirackit.registry import model_card
+from dirackit.runlog import TIMING_COLUMNS
+
+TINY = dk.recipes.WRN.replace(epochs=2, batch_size=16, lr=0.05, milestones=(1,))
+
+
+@pytest.fixture
+def tiny_plan(monkeypatch):
+    """Two wrn-10-1 runs whose recipe is small enough for synthetic data."""
+    monkeypatch.setattr(reference, "get_recipe", lambda name: TINY)
+    return (Reference("first", "wrn-10-1", "wrn", seed=3, paper_error=5.0, paper_source="a paper"),
+            Reference("second", "wrn-10-1", "wrn", seed=4))
+
+
+def test_plan_entries_name_real_models_and_recipes_once_each():
+    assert len({r.name for r in PLAN}) == len(PLAN)
+    for ref in PLAN:
+        model_card(ref.model)  # raises for an unknown name
+        assert ref.planned_epochs == dk.recipes.get_recipe(ref.recipe).epochs
+        assert (ref.paper_error is None) == (not ref.paper_source)
+
+
+def test_budgeted_calls_train_the_plan_in_order_and_resume_to_the_uninterrupted_logs(tmp_path, tiny_data,
+                                                                                     tiny_plan):
+    runs = tmp_path / "runs"
+    calls = [run_plan(tiny_plan, tiny_data, runs, budget=1e-3, device="cpu") for _ in range(3)]
+    assert calls == [False, False, False]  # each call trains one epoch, the least it ever trains
+    assert [reference.epochs_done(runs / r.name) for r in tiny_plan] == [2, 1]
+    assert run_plan(tiny_plan, tiny_data, runs, budget=600, device="cpu")
+    assert run_plan(tiny_plan, tiny_data, runs, budget=1e-3, device="cpu")  # nothing left: trains nothing
+
+    whole = dk.fit(dk.build_model("wrn-10-1", num_classes=4), tiny_data, TINY.replace(seed=4), out=tmp_path / "w",
+                   progress=False, device="cpu")
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]
+    assert strip(dk.RunLog.read(runs / "second").rows) == strip(whole.rows)  # seeded by the plan, not the caller
+
+
+def test_export_ships_log_and_provenance_but_no_checkpoint_and_table_reads_them(tmp_path, tiny_data, tiny_plan):
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    run_plan(tiny_plan[:1], tiny_data, runs, budget=600, device="cpu")
+    assert export(tiny_plan, runs, results) == [results / "first"]  # "second" never started
+    assert sorted(p.name for p in (results / "first").iterdir()) == ["config.json", "log.jsonl", "reference.json"]
+    note = json.loads((results / "first/reference.json").read_text())
+    assert note["epochs_done"] == 2 and "--only first" in note["command"]
+
+    shown = table(tiny_plan, results).set_index("run")
+    last = dk.RunLog.read(results / "first").last["test_acc"]
+    assert shown.loc["first", "error_%"] == pytest.approx(100 * (1 - last), abs=0.01)
+    assert shown.loc["first", "epochs"] == "2/2" and shown.loc["second", "epochs"] == "0/2"
+    assert shown.loc["first", "paper_error_%"] == 5.0 and "synthetic" in shown.loc["first", "data"]
+
+
+def test_export_refuses_an_oversized_file_and_copies_nothing(tmp_path, tiny_data, tiny_plan, monkeypatch):
+    run_plan(tiny_plan[:1], tiny_data, tmp_path / "runs", budget=600, device="cpu")
+    monkeypatch.setattr(reference, "MAX_FILE_BYTES", 100)
+    with pytest.raises(ValueError, match="over the .* MB a shipped file may weigh"):
+        export(tiny_plan, tmp_path / "runs", tmp_path / "results")
+    assert not (tmp_path / "results").exists()
+
+
+def test_command_line_table_and_bad_entry(tmp_path, capsys):
+    assert reference.main(["table", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert all(r.name in out for r in PLAN) and "0/200" in out
+    with pytest.raises(SystemExit) as stop:
+        reference.main(["run", "--budget", "5", "--only", "wrn-28-100"])
+    assert stop.value.code == 2 and "not in the plan: wrn-28-100" in capsys.readouterr().err
+    assert reference.main(["run", "--budget", "-1"]) == 2
+    assert "--budget must be a positive" in capsys.readouterr().err
