@@ -34,6 +34,7 @@ class Recipe:
     pad_mode: Literal["reflect", "zero"] = "reflect"
     flip: bool = True                     # random horizontal flip
     label_smoothing: float = 0.0
+    test_flip: bool = False               # evaluate on each test image and its mirror, logits averaged
     drop_last: bool = True                # skip the last incomplete batch, as the Lua reference does
     seed: int = 0
     bf16: bool = True                     # bf16 autocast on CUDA (ignored on CPU, which trains in fp32)

@@ -320,9 +320,10 @@ def test_time_to_accuracy_stops_at_the_target(make_data, one_thread):
 
 def test_time_to_accuracy_command_says_when_the_target_is_missed(capsys, one_thread):
     bench.main(["time-to-accuracy", "--models", "wrn-10-1", "--synthetic", "--subset", "10", "--epochs", "1",
-                "--batch-size", "20", "--target", "0.99", "--device", "cpu"])
+                "--batch-size", "20", "--target", "0.99", "--test-flip", "--device", "cpu"])
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("# python -m dirackit.bench time-to-accuracy") and "chance" in out[2]
+    assert "label_smoothing=0.1, test_flip=True" in out[3]
     header = next(i for i, line in enumerate(out) if line.startswith("model "))
     row = out[header + 1].split()
     assert row[:4] == ["wrn-10-1", "99.0%", "no", "1/1"] and float(row[4]) > 0

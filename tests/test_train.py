@@ -145,6 +145,23 @@ def test_momentum_reset_at_the_lr_drop_as_the_references_recreate_the_optimiser(
     assert buffers_before_step == [0, params, params, params, expected_at_drop, params, params, params]
 
 
+def test_flip_test_time_augmentation_averages_the_logits_of_each_image_and_its_mirror(tiny_data):
+    from dirackit.data import GpuLoader
+    from dirackit.train import evaluate
+    torch.manual_seed(0)
+    model = dk.build_model("wrn-10-1", num_classes=4).eval()
+    loader = GpuLoader(tiny_data.test_images, tiny_data.test_labels, batch_size=5, train=False,
+                       mean=tiny_data.mean, std=tiny_data.std, device="cpu")
+    x, y = map(torch.cat, zip(*loader))
+    with torch.no_grad():
+        plain, mirrored = model(x), model(x.flip(3))
+    for flip, logits in ((False, plain), (True, (plain + mirrored) / 2)):
+        loss, acc = evaluate(model, loader, flip=flip)
+        assert loss == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
+        assert acc == (logits.argmax(1) == y).float().mean().item()
+    assert not torch.allclose(plain, mirrored)  # the mirror really is a different input
+
+
 class Slow(nn.Module):
     """wrn-10-1 whose every training step takes at least ``seconds``: epochs of a known minimum length."""
 

@@ -95,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     tta.add_argument("--batch-size", type=int, default=None, help="default: the recipe's")
     tta.add_argument("--lr", type=float, default=None, help="default: the recipe's")
     tta.add_argument("--compile", action="store_true", help="torch.compile the model (recipe.compile)")
+    tta.add_argument("--test-flip", action="store_true",
+                     help="evaluate each test image and its mirror, logits averaged (recipe.test_flip)")
     tta.add_argument("--target", type=float, default=None,
                      help="stop at this test accuracy, e.g. 0.90 (default: train all epochs)")
     tta.add_argument("--subset", type=int, default=None, metavar="N_PER_CLASS",
@@ -147,7 +149,7 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 
 def _recipe(args: argparse.Namespace) -> Recipe:
-    changes = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
+    changes = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "test_flip": args.test_flip or None}
     return get_recipe(args.recipe).replace(compile=args.compile, **{k: v for k, v in changes.items() if v is not None})
 
 
@@ -256,8 +258,8 @@ def _print_time_to_accuracy(args: argparse.Namespace, data: CifarData, about_dat
                             device: torch.device) -> None:
     print(f"data: {about_data}" + ("; synthetic labels are random, so accuracy stays at chance" if
                                    args.synthetic else ""))
-    shown = ("epochs", "batch_size", "lr", "schedule", "weight_decay", "label_smoothing", "bf16", "channels_last",
-             "compile")
+    shown = ("epochs", "batch_size", "lr", "schedule", "weight_decay", "label_smoothing", "test_flip", "bf16",
+             "channels_last", "compile")
     print(f"recipe {args.recipe}: " + ", ".join(f"{k}={getattr(recipe, k)}" for k in shown)
           + ("" if device.type == "cuda" else " (bf16 and channels_last apply on CUDA only)"))
     print("seconds: from calling fit() to the end of the evaluation that reached the target, else of the last "

@@ -112,8 +112,9 @@ def train_loader(data: CifarData, recipe: Recipe, device: torch.device, batch_si
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: GpuLoader, autocast=nullcontext) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over one pass of ``loader`` (eval mode).
+def evaluate(model: nn.Module, loader: GpuLoader, autocast=nullcontext, flip: bool = False) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over one pass of ``loader`` (eval mode); ``flip`` averages the
+    logits of each image and its mirror (test-time augmentation: the training flips make both valid).
 
     A sharded loader (``world_size > 1``) yields one rank's part of the split: the sums are then
     added up over the ranks, so every rank returns the whole split's numbers.
@@ -123,8 +124,10 @@ def evaluate(model: nn.Module, loader: GpuLoader, autocast=nullcontext) -> tuple
     correct = torch.zeros((), device=loader.device, dtype=torch.long)
     for x, y in loader:
         with autocast():
-            logits = model(x)
-        loss += F.cross_entropy(logits.float(), y, reduction="sum")
+            logits = model(x).float()
+            if flip:
+                logits = (logits + model(x.flip(3)).float()) / 2
+        loss += F.cross_entropy(logits, y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
     if loader.world_size > 1:
         all_reduce(loss)
@@ -241,7 +244,7 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
         all_reduce(correct)
         sync_buffers(model)
         t1 = time.perf_counter()
-        test_loss, test_acc = evaluate(model, test_loader, autocast)
+        test_loss, test_acc = evaluate(model, test_loader, autocast, flip=recipe.test_flip)
         seen = steps_per_epoch * recipe.batch_size if recipe.drop_last else train_batches.num_samples
         row = {"epoch": epoch + 1, "step": step, "lr": lr,
                "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
