@@ -56,7 +56,8 @@ def deploy_speed(runs: Iterable[str], batch_size: int = 256, steps: int = 5, rep
                  device: str | torch.device = "cpu", probe_size: int = 8) -> list[dict]:
     """For each run folder: inference img/s of its trained model unfolded and folded (all timed in
     the same rounds), the speed-up, and the fold's error on random inputs. A run shipped without its
-    checkpoint (``results/``) is timed untrained, which costs the same; ``trained`` says which."""
+    checkpoint (``results/``) is timed untrained but with its logged structure (a G-ResNeXt's learned
+    groups), which costs the same as the trained model; ``trained`` says which."""
     models, rows = {}, []
     torch.manual_seed(0)
     probe = torch.randn(probe_size, 3, 32, 32)

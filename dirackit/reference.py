@@ -22,10 +22,11 @@ from typing import Sequence
 import torch
 
 from .data import CifarData, load_cifar
-from .recipes import get_recipe
+from .recipes import Recipe, get_recipe
 from .registry import build_model
+from .checkpoint import CheckpointError
 from .runlog import CONFIG, LOG, RunLog
-from .train import fit
+from .train import TrainingDiverged, fit
 
 __all__ = ["Reference", "PLAN", "run_plan", "export", "table", "MAX_FILE_BYTES"]
 
@@ -35,20 +36,19 @@ PAUSED = 75  # exit status when the budget ran out before the plan was done (as 
 
 @dataclass(frozen=True)
 class Reference:
-    """One reference run: a model, its paper's recipe (``epochs``: that recipe's full length unless
-    set, which makes it a stated shortened schedule), a seed, and the paper's CIFAR-10 test error."""
+    """One reference run: a model, its paper's recipe at full length, a seed, and the paper's CIFAR-10
+    test error."""
 
     name: str
     model: str
     recipe: str
     seed: int = 0
-    epochs: int | None = None
     paper_error: float | None = None  # %, CIFAR-10; None where the paper has no such row
     paper_source: str = ""
 
     @property
     def planned_epochs(self) -> int:
-        return self.epochs or get_recipe(self.recipe).epochs
+        return get_recipe(self.recipe).epochs
 
 
 _WRN = "WRN paper, final table (median of 5)"
@@ -77,31 +77,32 @@ PLAN: tuple[Reference, ...] = (
 )
 
 
-def epochs_done(folder: Path) -> int:
-    """Epochs logged in a run folder (0 if it holds no run yet)."""
-    return len(RunLog.read(folder).rows) if (folder / CONFIG).is_file() else 0
-
-
 def run_plan(plan: Sequence[Reference], data: CifarData, runs_dir: str | Path, budget: float,
              device: str | torch.device = "auto", progress: bool = False) -> bool:
     """Train the plan's unfinished runs in order, each resumed from its folder, until ``budget``
     seconds are spent; True when every run of the plan is finished.
 
-    A call trains at least one epoch (``fit``'s ``time_limit``), so under a hard job limit leave one
-    epoch of the largest model, plus its start-up, between ``budget`` and that limit."""
+    A run already begun is resumed only if its last logged epoch fits in the time left. A run not
+    begun yet has no such measure, and ``fit`` trains at least one epoch: under a hard job limit, leave
+    one epoch of the plan's largest model, with its start-up, between ``budget`` and that limit."""
     started, runs_dir = time.perf_counter(), Path(runs_dir)
     for ref in plan:
         folder = runs_dir / ref.name
-        if epochs_done(folder) >= ref.planned_epochs:
+        logged = RunLog.read(folder).rows if (folder / CONFIG).is_file() else []
+        if len(logged) >= ref.planned_epochs:
             continue
         left = budget - (time.perf_counter() - started)
-        if left <= 0:
+        if left <= 0 or (logged and logged[-1]["seconds"] + logged[-1]["eval_seconds"] > left):
             return False
-        recipe = get_recipe(ref.recipe).replace(seed=ref.seed, epochs=ref.planned_epochs)
+        recipe = get_recipe(ref.recipe).replace(seed=ref.seed)
         torch.manual_seed(ref.seed)
         model = build_model(ref.model, num_classes=data.num_classes)
-        print(f"{ref.name}: epoch {epochs_done(folder) + 1} of {ref.planned_epochs}, {left:.0f} s left", flush=True)
-        run = fit(model, data, recipe, out=folder, resume=True, progress=progress, device=device, time_limit=left)
+        print(f"{ref.name}: epoch {len(logged) + 1} of {ref.planned_epochs}, {left:.0f} s left", flush=True)
+        try:
+            run = fit(model, data, recipe, out=folder, resume=True, progress=progress, device=device,
+                      time_limit=left)
+        except (TrainingDiverged, CheckpointError, ValueError) as e:
+            raise type(e)(f"reference run {ref.name} ({folder}): {e}") from e
         print(f"{ref.name}: {len(run.rows)}/{ref.planned_epochs} epochs, test acc {run.last['test_acc']:.4f}",
               flush=True)
         if len(run.rows) < ref.planned_epochs:
@@ -111,29 +112,42 @@ def run_plan(plan: Sequence[Reference], data: CifarData, runs_dir: str | Path, b
 
 def export(plan: Sequence[Reference], runs_dir: str | Path, results_dir: str | Path) -> list[Path]:
     """Copy each started run's ``config.json`` and ``log.jsonl`` into ``results_dir/<name>/`` with a
-    ``reference.json`` (plan entry, progress, the command that trains it); refuses any file over
-    ``MAX_FILE_BYTES``, before copying anything."""
-    started = [ref for ref in plan if (Path(runs_dir) / ref.name / CONFIG).is_file()]
-    for ref in started:
-        for name in (CONFIG, LOG):
-            path = Path(runs_dir) / ref.name / name
-            if path.stat().st_size > MAX_FILE_BYTES:
-                raise ValueError(f"{path} is {path.stat().st_size / 2**20:.1f} MB, over the "
-                                 f"{MAX_FILE_BYTES // 2**20} MB a shipped file may weigh: shrink what the "
-                                 f"model's log_state() logs per epoch")
+    ``reference.json`` (plan entry, progress, the command that trains it). Checks every run first
+    (``_check_exportable``) and copies nothing if one fails."""
+    runs = {ref: RunLog.read(Path(runs_dir) / ref.name) for ref in plan if (Path(runs_dir) / ref.name / CONFIG).is_file()}
+    for ref, run in runs.items():
+        _check_exportable(ref, run, Path(results_dir) / ref.name)
     written = []
-    for ref in started:
-        source, target = Path(runs_dir) / ref.name, Path(results_dir) / ref.name
+    for ref, run in runs.items():
+        target = Path(results_dir) / ref.name
         target.mkdir(parents=True, exist_ok=True)
         for name in (CONFIG, LOG):
-            shutil.copyfile(source / name, target / name)
-        note = {**asdict(ref), "planned_epochs": ref.planned_epochs, "epochs_done": epochs_done(source),
+            shutil.copyfile(run.dir / name, target / name)
+        note = {**asdict(ref), "planned_epochs": ref.planned_epochs, "epochs_done": len(run.rows),
                 "command": f"python -m dirackit.reference run --only {ref.name} --budget SECONDS "
                            f"(repeated until it prints that the plan is finished)",
                 "exported": date.today().isoformat()}
         (target / "reference.json").write_text(json.dumps(note, indent=1) + "\n")
         written.append(target)
     return written
+
+
+def _check_exportable(ref: Reference, run: RunLog, shipped: Path) -> None:
+    """A ValueError unless ``run`` is the plan entry's (model, recipe, seed), each file is at most
+    ``MAX_FILE_BYTES``, and it is not shorter than the copy already shipped, which it would replace."""
+    recipe = Recipe(**{**Recipe().asdict(), **run.header.get("recipe", {})})  # older runs: defaults
+    if run.header.get("model", {}).get("name") != ref.model or recipe != get_recipe(ref.recipe).replace(seed=ref.seed):
+        raise ValueError(f"{run.dir} is not the plan's {ref.name} ({ref.model}, recipe {ref.recipe}, seed "
+                         f"{ref.seed}): train it with python -m dirackit.reference run, or move it away")
+    for name in (CONFIG, LOG):
+        size = (run.dir / name).stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ValueError(f"{run.dir / name} is {size / 2**20:.1f} MB, over the {MAX_FILE_BYTES // 2**20} MB a "
+                             f"shipped file may weigh: shrink what the model's log_state() logs per epoch")
+    shipped_epochs = len(RunLog.read(shipped).rows) if (shipped / CONFIG).is_file() else 0
+    if shipped_epochs > len(run.rows):
+        raise ValueError(f"{shipped} holds {shipped_epochs} epochs, {run.dir} only {len(run.rows)}: finish the "
+                         f"run before exporting it, or remove {shipped}")
 
 
 def table(plan: Sequence[Reference], results_dir: str | Path):
@@ -157,6 +171,7 @@ def table(plan: Sequence[Reference], results_dir: str | Path):
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()  # --budget counts loading the data too: it is the whole command's
     parser = argparse.ArgumentParser(prog="python -m dirackit.reference", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train the plan's unfinished runs, in order, within --budget seconds")
@@ -191,9 +206,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.budget <= 0:
             raise ValueError(f"--budget must be a positive number of seconds, got {args.budget}")
-        done = run_plan(plan, load_cifar(args.data, dataset="cifar10"), args.runs, args.budget,
-                        device=args.device, progress=args.progress)
-    except (ValueError, OSError) as e:
+        data = load_cifar(args.data, dataset="cifar10")
+        done = run_plan(plan, data, args.runs, args.budget - (time.perf_counter() - started), device=args.device,
+                        progress=args.progress)
+    except (ValueError, OSError, TrainingDiverged, CheckpointError) as e:
         print(f"{parser.prog}: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     print("the plan is finished" if done else "budget spent: run the same command again to continue")

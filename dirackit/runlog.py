@@ -103,7 +103,9 @@ def load_runs(paths: Iterable[str | os.PathLike] | str | os.PathLike):
 def load_run(dir: str | os.PathLike, weights: bool = True):
     """``(model, config, log)`` of a run folder: the model rebuilt by name with the checkpoint's
     weights (eval mode, CPU), the provenance dict, and the per-epoch DataFrame. ``weights=False``
-    rebuilds the architecture untrained (for runs shipped without their checkpoint, e.g. ``results/``)."""
+    rebuilds the architecture untrained (for runs shipped without their checkpoint, e.g. ``results/``),
+    with the learned structure the last log row records where the model has one (``set_structure``:
+    a G-ResNeXt's gates, which decide its folded shape)."""
     from .checkpoint import load_checkpoint
     from .registry import build_model
     run = RunLog.read(dir)
@@ -114,4 +116,6 @@ def load_run(dir: str | os.PathLike, weights: bool = True):
     model = build_model(spec["name"], num_classes=spec["num_classes"], **spec["options"])
     if weights:
         model.load_state_dict(load_checkpoint(run.dir / CHECKPOINT)["model"])
+    elif run.rows and hasattr(model, "set_structure"):
+        model.set_structure(run.rows[-1])
     return model.eval(), run.header, run.frame()

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 import dirackit as dk
 from dirackit import reference
@@ -31,12 +32,20 @@ def test_plan_entries_name_real_models_and_recipes_once_each():
 def test_budgeted_calls_train_the_plan_in_order_and_resume_to_the_uninterrupted_logs(tmp_path, tiny_data,
                                                                                      tiny_plan):
     runs = tmp_path / "runs"
-    calls = [run_plan(tiny_plan, tiny_data, runs, budget=1e-3, device="cpu") for _ in range(3)]
-    assert calls == [False, False, False]  # each call trains one epoch, the least it ever trains
-    assert [reference.epochs_done(runs / r.name) for r in tiny_plan] == [2, 1]
+    epochs = lambda: [len(dk.RunLog.read(runs / r.name).rows) if (runs / r.name).exists() else 0 for r in tiny_plan]
+    torch.manual_seed(999)  # the plan seeds each run itself
+    assert not run_plan(tiny_plan, tiny_data, runs, budget=1e-3, device="cpu")  # one epoch, the least a call trains
+    assert epochs() == [1, 0]
+    assert not run_plan(tiny_plan, tiny_data, runs, budget=1e-3, device="cpu")  # its last epoch does not fit in 1 ms
+    assert epochs() == [1, 0]
+    assert run_plan(tiny_plan[:1], tiny_data, runs, budget=600, device="cpu")  # "first" finishes
+    assert not run_plan(tiny_plan, tiny_data, runs, budget=1e-3, device="cpu")  # skips "first", begins "second"
+    assert epochs() == [2, 1]
     assert run_plan(tiny_plan, tiny_data, runs, budget=600, device="cpu")
+    assert epochs() == [2, 2]
     assert run_plan(tiny_plan, tiny_data, runs, budget=1e-3, device="cpu")  # nothing left: trains nothing
 
+    torch.manual_seed(4)
     whole = dk.fit(dk.build_model("wrn-10-1", num_classes=4), tiny_data, TINY.replace(seed=4), out=tmp_path / "w",
                    progress=False, device="cpu")
     strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]
@@ -58,12 +67,26 @@ def test_export_ships_log_and_provenance_but_no_checkpoint_and_table_reads_them(
     assert shown.loc["first", "paper_error_%"] == 5.0 and "synthetic" in shown.loc["first", "data"]
 
 
-def test_export_refuses_an_oversized_file_and_copies_nothing(tmp_path, tiny_data, tiny_plan, monkeypatch):
-    run_plan(tiny_plan[:1], tiny_data, tmp_path / "runs", budget=600, device="cpu")
-    monkeypatch.setattr(reference, "MAX_FILE_BYTES", 100)
-    with pytest.raises(ValueError, match="over the .* MB a shipped file may weigh"):
-        export(tiny_plan, tmp_path / "runs", tmp_path / "results")
-    assert not (tmp_path / "results").exists()
+def test_export_refuses_an_oversized_file_a_shorter_run_or_another_setup_and_copies_nothing(tmp_path, tiny_data,
+                                                                                               tiny_plan, monkeypatch):
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    run_plan(tiny_plan[:1], tiny_data, runs, budget=600, device="cpu")
+    with monkeypatch.context() as patch:
+        patch.setattr(reference, "MAX_FILE_BYTES", 100)
+        with pytest.raises(ValueError, match="over the .* MB a shipped file may weigh"):
+            export(tiny_plan, runs, results)
+    assert not results.exists()
+
+    export(tiny_plan, runs, results)
+    run_plan(tiny_plan[1:], tiny_data, tmp_path / "elsewhere", budget=1e-3, device="cpu")  # 1 of 2 epochs
+    (runs / "first").rename(tmp_path / "kept")
+    (tmp_path / "elsewhere/second").rename(runs / "first")  # seed 4 where the plan's "first" has seed 3
+    with pytest.raises(ValueError, match="is not the plan's first"):
+        export(tiny_plan, runs, results)
+    shorter = (Reference("first", "wrn-10-1", "wrn", seed=4),)
+    with pytest.raises(ValueError, match="holds 2 epochs, .* only 1"):
+        export(shorter, runs, results)
+    assert len(dk.RunLog.read(results / "first").rows) == 2
 
 
 def test_command_line_table_and_bad_entry(tmp_path, capsys):

@@ -194,6 +194,23 @@ def test_time_limit_pauses_after_the_last_epoch_that_fits_and_resume_finishes_th
         dk.fit(Slow(0.0), tiny_data, recipe, progress=False, device="cpu", time_limit=0)
 
 
+def test_a_run_saved_before_a_recipe_field_existed_resumes_with_that_field_at_its_default(tmp_path, tiny_data):
+    from dirackit.checkpoint import load_checkpoint, save_checkpoint
+    recipe = TINY.replace(momentum_reset=False)
+    dk.fit(dk.build_model("wrn-10-1", num_classes=4), tiny_data, recipe, out=tmp_path, progress=False,
+           device="cpu", time_limit=1e-3)  # pauses after epoch 1 of 2
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    for field in ("momentum_reset", "test_flip"):  # as a checkpoint written by an older dirackit
+        del state["recipe"][field]
+    save_checkpoint(state, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match="momentum_reset: False -> True"):  # the missing field is not a wildcard
+        dk.fit(dk.build_model("wrn-10-1", num_classes=4), tiny_data, TINY, out=tmp_path, resume=True,
+               progress=False, device="cpu")
+    run = dk.fit(dk.build_model("wrn-10-1", num_classes=4), tiny_data, recipe, out=tmp_path, resume=True,
+                 progress=False, device="cpu")
+    assert [r["epoch"] for r in run.rows] == [1, 2]
+
+
 def test_labels_out_of_range_for_the_head(make_data):
     with pytest.raises(dk.DataError, match="num_classes=6"):
         dk.fit(dk.build_model("wrn-10-1", num_classes=4), make_data(num_classes=6), TINY, progress=False,

@@ -44,7 +44,8 @@ class DiracNet(nn.Module):
 
     ``fused_weights``: compute all Dirac weights at the start of each forward with one batched set of
     ops per weight shape (``dirac_weights``) rather than layer by layer: the same function and
-    gradients, a fraction of the small ops that bound a deep narrow DiracNet on a GPU.
+    gradients with a fraction of the small ops (``python -m dirackit.bench dirac-ops``). The layer-by-
+    layer path is taken anyway where fusing would change behaviour (see ``_fusable``).
     """
 
     def __init__(self, blocks_per_group: int, widths: tuple[int, int, int], num_classes: int = 10,
@@ -72,18 +73,26 @@ class DiracNet(nn.Module):
         reference_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        convs = [conv for _, conv in self.dirac_convs()] if self.fused_weights else []
-        if not convs:  # a plain net, or each Dirac conv computing its own weight
+        if not (self.fused_weights and self._fusable()):  # a plain net, or each conv computing its own weight
             return self.head(self.features(self.stem(x)))
-        weights = iter(dirac_weights(convs))  # in depth order, as the blocks come
+        weights = iter(dirac_weights([conv for _, conv in self.dirac_convs()]))  # in depth order
         x = self.stem(x)
         for group in self.features:  # a Sequential of blocks, or the MaxPool2d between two
             if isinstance(group, nn.Sequential):
-                for block in group:  # called module by module, so that hooks on them still fire
+                for block in group:  # leaves are called as modules, so that hooks on them still fire
                     x = block.bn(block.conv(block.relu(x), weight=next(weights)))
             else:
                 x = group(x)
         return self.head(x)
+
+    def _fusable(self) -> bool:
+        """The fused walk calls leaves only: it needs every block's conv to be a Dirac conv, no hook on
+        ``features``, a group or a block (the walk skips their calls), and no pre-hook on a conv (pruning
+        and weight_norm rewrite the weight there, after ``dirac_weights`` has read it)."""
+        walked = [self.features, *self.features, *(block for _, block in self.blocks())]
+        return (any(True for _ in self.dirac_convs()) and all(isinstance(b.conv, DiracConv2d) for _, b in self.blocks())
+                and not any(m._forward_hooks or m._forward_pre_hooks for m in walked)
+                and not any(conv._forward_pre_hooks for _, conv in self.dirac_convs()))
 
     def blocks(self) -> Iterator[tuple[str, nn.Sequential]]:
         """(name, block) of every ReLU-conv-BN block, input to output."""

@@ -162,6 +162,16 @@ class ResNeXt(nn.Module):
         """Gates are exempt: decay would drag them to the sign boundary, where they flip at random."""
         return {f"{n}.gates" for n, _ in self.dg_convs()}
 
+    def set_structure(self, logged: dict) -> None:
+        """Set the gates to the patterns of a ``log_state()`` row: a trained G-ResNeXt's group structure,
+        hence its folded shape and speed, without its checkpoint."""
+        patterns = logged.get("dg_gates", [])
+        layers = self.dg_convs()
+        if len(patterns) != len(layers):
+            raise ValueError(f"the log row has {len(patterns)} gate patterns for {len(layers)} DGConv layers")
+        for (_, layer), pattern in zip(layers, patterns):
+            layer.set_gates(pattern)
+
     @torch.no_grad()
     def log_state(self) -> dict:
         """Per-epoch learned structure: each DGConv's gates and groups, and zeta / o."""

@@ -289,7 +289,9 @@ def _check_output_size(model: nn.Module, data: CifarData, device: torch.device) 
 
 def _check_same_run(state: dict, header: dict, out: Path) -> None:
     # The process layout decides what each step computes, so it is part of the setup (old runs: one process).
-    saved = {**state["recipe"], "world_size": state.get("world_size", 1), "sync_bn": state.get("sync_bn", False)}
+    # A recipe field added since the run started reads as its default, so older runs still resume.
+    saved = {**Recipe().asdict(), **state["recipe"], "world_size": state.get("world_size", 1),
+             "sync_bn": state.get("sync_bn", False)}
     now = {**header["recipe"], "world_size": header["world_size"], "sync_bn": header["sync_bn"]}
     changed = [k for k in now if saved.get(k) != now[k] and not (
         isinstance(now[k], (list, tuple)) and list(saved.get(k, ())) == list(now[k]))]

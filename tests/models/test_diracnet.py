@@ -4,6 +4,7 @@ import json
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import prune
 
 import dirackit as dk
 from dirackit.folding import unfolded_parts
@@ -201,3 +202,28 @@ def test_a_plain_net_has_nothing_to_fuse():
     model.fused_weights = False
     out, grads = forward_backward(model, x)
     assert torch.equal(out, expected) and all(torch.equal(g, expected_grads[n]) for n, g in grads.items())
+
+
+def test_fused_forward_steps_aside_where_it_would_change_behaviour():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32)
+    model = dk.build_model("diracnet-10-1").eval()
+    _, block = next(model.blocks())
+    fired = []
+    for m in (model.features, model.features[0], block):  # calls the fused walk would skip
+        handle = m.register_forward_hook(lambda *args: fired.append(1))
+        model(x)
+        handle.remove()
+    assert fired == [1, 1, 1]
+
+    prune.l1_unstructured(block.conv, "weight", amount=0.5)  # rewrites conv.weight in a forward pre-hook
+    with torch.no_grad():
+        block.conv.weight_orig.mul_(-3)  # as an optimiser step would: the pruned weight is now stale
+    expected = model.fused_weights
+    model.fused_weights = False
+    reference = model(x)
+    model.fused_weights = expected
+    torch.testing.assert_close(model(x), reference)
+
+    block.conv = nn.Conv2d(block.conv.in_channels, block.conv.out_channels, 3, padding=1, bias=False)  # surgery
+    assert model(x).shape == (2, 10)

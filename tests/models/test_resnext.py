@@ -150,3 +150,13 @@ def test_folding_divides_the_3x3_macs_by_the_groups():
     dense_3x3 = sum(m.in_channels ** 2 * 9 * s for (_, m), s in zip(model.dg_convs(), [32 * 32, 16 * 16, 8 * 8]))
     saved = dense_3x3 - dense_3x3 // 8
     assert dk.count_macs(model) - dk.count_macs(dk.fold(model)) == saved
+
+
+def test_set_structure_takes_the_gates_a_log_row_records():
+    model = dk.build_model("g-resnext-11-8x4d")
+    patterns = ["1" * len(m.gate_pattern) if i % 2 else "0" * len(m.gate_pattern)
+                for i, (_, m) in enumerate(model.dg_convs())]
+    model.set_structure({"dg_gates": patterns})
+    assert model.log_state()["dg_gates"] == patterns
+    with pytest.raises(ValueError, match="1 gate patterns for 3 DGConv layers"):
+        model.set_structure({"dg_gates": patterns[:1]})
