@@ -164,7 +164,9 @@ def table(plan: Sequence[Reference], results_dir: str | Path):
                "paper_error_%": ref.paper_error, "paper": ref.paper_source}
         if run:
             data = run.header.get("data", {})
-            row.update(device=run.header.get("device_name"), torch=run.header.get("torch"),
+            sessions = [run.header, *run.header.get("resumed", [])]  # a run split across jobs may change device
+            row.update(device=" + ".join(dict.fromkeys(str(h.get("device_name")) for h in sessions)),
+                       torch=" + ".join(dict.fromkeys(str(h.get("torch")) for h in sessions)),
                        data=f"{Path(str(data.get('source'))).name} ({data.get('train_images')} train images)")
         rows.append(row)
     return pd.DataFrame(rows)

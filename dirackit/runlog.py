@@ -50,6 +50,14 @@ class RunLog:
                 break
         return cls(dir, header, rows)
 
+    def add_session(self, provenance: dict, epoch: int) -> None:
+        """Record in ``config.json`` where and with what a resumed run continued from ``epoch``: a run
+        split across jobs may change machine, torch or commit on the way."""
+        keep = ("device_name", "torch", "dirackit", "git_commit", "started")
+        self.header.setdefault("resumed", []).append({"epoch": epoch, **{k: provenance.get(k) for k in keep}})
+        if self.dir is not None:
+            atomic_write(self.dir / CONFIG, lambda f: f.write(json.dumps(self.header, indent=1).encode()))
+
     def append(self, row: dict) -> None:
         self.rows.append(row)
         if self.dir is not None:

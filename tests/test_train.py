@@ -190,6 +190,9 @@ def test_time_limit_pauses_after_the_last_epoch_that_fits_and_resume_finishes_th
                      device="cpu")
     strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]
     assert strip(resumed.rows) == strip(whole.rows)
+    config = json.loads((tmp_path / "split/config.json").read_text())
+    assert [s["epoch"] for s in config["resumed"]] == [1] and config["resumed"][0]["torch"] == torch.__version__
+    assert "resumed" not in json.loads((tmp_path / "whole/config.json").read_text())
     with pytest.raises(ValueError, match="time_limit must be a positive"):
         dk.fit(Slow(0.0), tiny_data, recipe, progress=False, device="cpu", time_limit=0)
 

@@ -195,6 +195,7 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
             if not world.is_main:
                 run = RunLog(None, run.header, run.rows)  # rank 0 alone writes the folder
             run.truncate(start_epoch)
+            run.add_session(header, start_epoch)
     elif checkpoint_path is not None and checkpoint_path.exists():
         raise FileExistsError(f"{out} already holds a run: pass resume=True (--resume) to continue it, "
                               f"or choose a new folder")
