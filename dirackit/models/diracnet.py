@@ -73,11 +73,13 @@ class DiracNet(nn.Module):
         reference_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.fused_weights and self._fusable()):  # a plain net, or each conv computing its own weight
+        groups = [g for g in self.features if isinstance(g, nn.Sequential)]  # the MaxPool2d sit between them
+        blocks = [block for group in groups for block in group]
+        if not (self.fused_weights and self._fusable(groups, blocks)):  # a plain net, or each conv on its own
             return self.head(self.features(self.stem(x)))
-        weights = iter(dirac_weights([conv for _, conv in self.dirac_convs()]))  # in depth order
+        weights = iter(dirac_weights([block.conv for block in blocks]))  # in depth order
         x = self.stem(x)
-        for group in self.features:  # a Sequential of blocks, or the MaxPool2d between two
+        for group in self.features:
             if isinstance(group, nn.Sequential):
                 for block in group:  # leaves are called as modules, so that hooks on them still fire
                     x = block.bn(block.conv(block.relu(x), weight=next(weights)))
@@ -85,14 +87,13 @@ class DiracNet(nn.Module):
                 x = group(x)
         return self.head(x)
 
-    def _fusable(self) -> bool:
+    def _fusable(self, groups: list[nn.Sequential], blocks: list[nn.Sequential]) -> bool:
         """The fused walk calls leaves only: it needs every block's conv to be a Dirac conv, no hook on
         ``features``, a group or a block (the walk skips their calls), and no pre-hook on a conv (pruning
-        and weight_norm rewrite the weight there, after ``dirac_weights`` has read it)."""
-        walked = [self.features, *self.features, *(block for _, block in self.blocks())]
-        return (any(True for _ in self.dirac_convs()) and all(isinstance(b.conv, DiracConv2d) for _, b in self.blocks())
-                and not any(m._forward_hooks or m._forward_pre_hooks for m in walked)
-                and not any(conv._forward_pre_hooks for _, conv in self.dirac_convs()))
+        and weight_norm rewrite the weight there, after ``dirac_weights`` has read it). Runs every
+        forward, so it only looks at attributes."""
+        return bool(blocks) and all(isinstance(b.conv, DiracConv2d) and not b.conv._forward_pre_hooks for b in blocks) \
+            and not any(m._forward_hooks or m._forward_pre_hooks for m in (self.features, *groups, *blocks))
 
     def blocks(self) -> Iterator[tuple[str, nn.Sequential]]:
         """(name, block) of every ReLU-conv-BN block, input to output."""

@@ -147,8 +147,8 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
 
     ``time_limit`` (seconds of this call) stops the run at the end of the last epoch that fits in it,
     judged by how long the previous epoch took (one epoch is always trained): the returned log then
-    has fewer rows than ``recipe.epochs``, and ``resume=True`` continues it with nothing trained twice. This is how a run
-    longer than a job's time slot is split across several jobs.
+    has fewer rows than ``recipe.epochs``, and ``resume=True`` continues it with nothing trained
+    twice. This is how a run longer than a job's time slot is split across several jobs.
     """
     if time_limit is not None and time_limit <= 0:
         raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit}")
