@@ -14,9 +14,10 @@ import torch
 
 from .folding import check_fold, fold
 from .metrics import inference_speed
-from .runlog import CHECKPOINT, load_run, load_runs
+from .runlog import CHECKPOINT, RunLog, load_run, load_runs
+from .stats import Comparison, compare_paired, compare_unpaired
 
-__all__ = ["FAMILIES", "family_of", "summarize_runs", "deploy_speed"]
+__all__ = ["FAMILIES", "family_of", "summarize_runs", "deploy_speed", "compare_runs"]
 
 # Registry-name prefix -> the idea it belongs to; the first match wins, so longer prefixes first.
 FAMILIES = (("g-resnext", "G-ResNeXt"), ("resnext", "ResNeXt"), ("diracnet", "DiracNet"),
@@ -71,3 +72,20 @@ def deploy_speed(runs: Iterable[str], batch_size: int = 256, steps: int = 5, rep
         row["unfolded_img_s"], row["folded_img_s"] = speed[row["run"]], speed[row["run"] + " folded"]
         row["fold_speedup"] = row["folded_img_s"] / row["unfolded_img_s"]
     return rows
+
+
+def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, a: str | None = None,
+                 b: str | None = None) -> Comparison:
+    """Test the claim "run ``a`` is more accurate than run ``b``" on their last evaluations: paired
+    (McNemar) when both folders record per-image results on the same test images, else unpaired.
+    ``a``/``b`` name them in the printed line (default: the model names)."""
+    logs = [RunLog.read(run_a), RunLog.read(run_b)]
+    names = [name or log.header.get("model", {}).get("name", str(log.dir)) for name, log in zip((a, b), logs)]
+    for log in logs:
+        if not log.rows:
+            raise ValueError(f"{log.dir} has no finished epoch to compare")
+    per_image = [log.test_correct() for log in logs]
+    if all(per_image) and per_image[0][1] == per_image[1][1]:
+        return compare_paired(per_image[0][0], per_image[1][0], *names)
+    sizes = [log.header.get("data", {}).get("test_images") for log in logs]
+    return compare_unpaired(logs[0].last["test_acc"], sizes[0], logs[1].last["test_acc"], sizes[1], *names)

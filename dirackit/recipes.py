@@ -1,7 +1,10 @@
 """Training recipes: one frozen dataclass, and each paper's CIFAR recipe as a named preset.
 
-Change a preset with ``.replace(epochs=10)``; an unknown field raises. ``asdict()`` goes verbatim
-into a run's provenance and checkpoint, so a run can be repeated from its folder alone.
+Change a preset with ``.replace(epochs=10)``; an unknown field raises. A step schedule shortened (or
+lengthened) that way keeps its shape: its milestones scale with the run's length, so ``WRN.replace(
+epochs=10)`` drops the lr at epochs 3, 6 and 8 as the paper's 200-epoch run does at 60, 120 and 160,
+instead of never annealing. ``asdict()`` goes verbatim into a run's provenance and checkpoint (with the
+milestones actually used), so a run can be repeated from its folder alone.
 """
 from __future__ import annotations
 
@@ -11,7 +14,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = ["Recipe", "WRN", "DIRACNET", "PRERESNET", "RESNEXT", "DBB", "FAST", "PRESETS", "get_recipe",
-           "lr_at"]
+           "lr_at", "scale_milestones"]
+
+# The WRN paper's drops (epochs 60, 120, 160 of 200) as fractions of a run: the default step schedule.
+DEFAULT_MILESTONE_FRACTIONS = (0.3, 0.6, 0.8)
 
 
 @dataclass(frozen=True)
@@ -26,7 +32,8 @@ class Recipe:
     weight_decay: float = 5e-4
     decay: Literal["all", "weights"] = "all"  # "weights": only conv/linear weights (tensors of dim > 1)
     schedule: Literal["step", "cosine", "onecycle"] = "step"
-    milestones: tuple[int, ...] = (60, 120, 160)  # epochs where "step" multiplies lr by gamma
+    # Epochs where "step" multiplies lr by gamma; None: 30%, 60% and 80% of the run (the WRN paper's).
+    milestones: tuple[int, ...] | None = None
     gamma: float = 0.2
     momentum_reset: bool = False          # "step": zero the momentum at each milestone (optimiser re-created)
     warmup: float = 0.15                  # "onecycle": fraction of the steps spent rising to lr
@@ -59,14 +66,37 @@ class Recipe:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        if self.milestones is None:
+            default = [math.floor(f * self.epochs + 0.5) for f in DEFAULT_MILESTONE_FRACTIONS]
+            object.__setattr__(self, "milestones", tuple(m for m in default if 1 <= m < self.epochs))
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+        outside = [m for m in self.milestones if not 1 <= m < self.epochs]
+        if self.schedule == "step" and outside:
+            raise ValueError(f"milestones {outside} lie outside a {self.epochs}-epoch run (1 to {self.epochs - 1}): "
+                             f"the lr would never drop there; give milestones inside the run or leave them out "
+                             f"to scale the default")
 
     def replace(self, **changes) -> "Recipe":
-        """A copy with some fields changed; an unknown field name raises TypeError."""
+        """A copy with some fields changed; an unknown field name raises TypeError.
+
+        A new ``epochs`` without new ``milestones`` scales the milestones to the new length
+        (``scale_milestones``), so a shortened step schedule still anneals."""
+        if "epochs" in changes and "milestones" not in changes:
+            changes["milestones"] = scale_milestones(self.milestones, self.epochs, changes["epochs"])
         return dataclasses.replace(self, **changes)
 
     def asdict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def scale_milestones(milestones: tuple[int, ...], epochs: int, new_epochs: int) -> tuple[int, ...]:
+    """``milestones`` of an ``epochs``-long run placed at the same fractions of a ``new_epochs``-long
+    one (rounded half up). Drops that land past the run's last epoch are left out; two drops that land
+    on one epoch both apply there, so the run still ends at the paper's final lr."""
+    if not isinstance(new_epochs, int) or new_epochs < 1:
+        return milestones  # Recipe's own check then reports the bad epochs
+    scaled = (max(1, math.floor(m * new_epochs / epochs + 0.5)) for m in milestones)
+    return tuple(m for m in scaled if m < new_epochs)
 
 
 def lr_at(recipe: Recipe, step: int, steps_per_epoch: int) -> float:

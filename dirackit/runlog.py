@@ -1,20 +1,23 @@
-"""A run folder: provenance once (``config.json``), one JSON line per epoch (``log.jsonl``).
+"""A run folder: provenance once (``config.json``), one JSON line per epoch (``log.jsonl``), and
+which test images the latest evaluation got right (``test_correct.json``, for paired comparisons).
 
 The log is plain JSON lines so ``pandas.read_json(path, lines=True)`` reads it and any tool can
 append to or plot it. ``load_runs`` stacks many runs into one DataFrame for comparison plots.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Iterable
 
 from .atomic import atomic_write
+from .stats import pack_correct, unpack_correct
 
 __all__ = ["RunLog", "load_runs", "load_run"]
 
-CONFIG, LOG, CHECKPOINT = "config.json", "log.jsonl", "checkpoint.pt"
+CONFIG, LOG, CHECKPOINT, TEST_CORRECT = "config.json", "log.jsonl", "checkpoint.pt", "test_correct.json"
 TIMING_COLUMNS = ("seconds", "images_per_s", "eval_seconds")  # differ between identical runs
 
 
@@ -66,6 +69,26 @@ class RunLog:
                 f.flush()
                 os.fsync(f.fileno())
 
+    def write_test_correct(self, epoch: int, correct, test_set: str) -> None:
+        """Record which test images epoch ``epoch``'s evaluation got right (one bit an image), with the
+        test set's digest (``test_set_digest``): only runs on the same images are compared image by image."""
+        if self.dir is None:
+            return
+        record = {"epoch": epoch, "images": len(correct), "test_set_sha256": test_set,
+                  "correct": pack_correct(correct)}
+        atomic_write(self.dir / TEST_CORRECT, lambda f: f.write(json.dumps(record).encode()))
+
+    def test_correct(self) -> tuple[object, str] | None:
+        """``(per-image correctness, test set digest)`` of the last logged epoch, or None when the folder
+        has none for it (older runs, several processes, or a run killed between the two writes)."""
+        path = None if self.dir is None else self.dir / TEST_CORRECT
+        if path is None or not path.is_file() or not self.rows:
+            return None
+        record = json.loads(path.read_text())
+        if record.get("epoch") != self.rows[-1].get("epoch"):
+            return None
+        return unpack_correct(record["correct"], record["images"]), record["test_set_sha256"]
+
     def truncate(self, num_rows: int) -> None:
         """Keep the first ``num_rows`` rows (on resume: the epochs the checkpoint holds)."""
         self.rows = self.rows[:num_rows]
@@ -85,6 +108,13 @@ class RunLog:
     def __repr__(self) -> str:
         name = self.header.get("model", {}).get("name", "?")
         return f"RunLog({name}, {len(self.rows)} epochs, dir={self.dir})"
+
+
+def test_set_digest(images, labels) -> str:
+    """SHA-256 of a test split's pixels and labels: equal digests mean the same images in the same order."""
+    digest = hashlib.sha256(images.contiguous().cpu().numpy().tobytes())
+    digest.update(labels.long().cpu().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def load_runs(paths: Iterable[str | os.PathLike] | str | os.PathLike):

@@ -1,4 +1,5 @@
 """``python -m dirackit.train``: bad input exits 2 with at most three lines on stderr, no traceback."""
+import json
 import subprocess
 import sys
 
@@ -45,6 +46,7 @@ def assert_clean_failure(result: subprocess.CompletedProcess, *needles: str) -> 
     (["--model", "wrn-10-1", "--subset", "0"], ["--subset"]),
     (["--model", "wrn-10-1", "--epochs", "two"], ["--epochs", "two"]),
     (["--model", "wrn-10-1", "--sync-bn", "--device", "cpu"], ["sync_bn needs CUDA"]),
+    (["--model", "wrn-10-1", "--schedule", "poly"], ["--schedule", "poly"]),
 ])
 def test_bad_arguments(args, needles, tmp_path, image_folder):
     assert_clean_failure(train(*args, "--out", str(tmp_path / "run"), "--data", str(image_folder),
@@ -81,4 +83,6 @@ def test_time_limit_pauses_with_its_own_exit_status_and_the_same_command_continu
         assert f"after {epochs_done}/3 epochs" in paused.stdout and "--resume" in paused.stdout
     last = train(*command, tmp_path=tmp_path)
     assert last.returncode == 0 and "done: 3 epochs" in last.stdout, last.stderr
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["recipe"]["milestones"] == [1, 2, 2]  # the WRN drops (60, 120, 160 of 200) scaled to 3 epochs
     assert_clean_failure(train(*command[:-1], "-5", tmp_path=tmp_path), "time_limit must be a positive")

@@ -8,9 +8,12 @@ so ``dirackit.fold`` turns all three variants into the same network: one conv wi
 The registry names are ``vgg16``, ``vgg16-dbb``, ``vgg16-odbb``, ``resnet18``, ``resnet18-dbb``
 and ``resnet18-odbb``.
 
-VGG-16: the paper's only CIFAR model (Table 2), in the layout of ACNet's CIFAR "vc" net: 13
+VGG-16: the paper's only CIFAR model (Table 2). The DBB paper trains it "following ACNet", so it has
+the layout of ACNet's CIFAR "vc" net (DingXiaoH/ACNet, ``base_model/vgg.py``, ``VCNet``): 13
 conv-BN-ReLU of widths 64, 64, M, 128, 128, M, 256 x 3, M, 512 x 3, M, 512 x 3, M (M: 2x2 max-pool),
-then global average pooling and one linear layer in place of VGG's fully-connected stack.
+then a head of linear 512 -> 512, ReLU, linear 512 -> classes in place of VGG's 4096-wide stack.
+ACNet flattens the 1 x 1 x 512 map; we average-pool it, which is the same at 32 x 32 inputs and
+keeps other input sizes working.
 ResNet-18: the usual CIFAR version (3x3 stem of 64 at stride 1, no max-pool; DBB issue #15 used
 it): four stages of two basic blocks at widths 64, 128, 256, 512, stride 2 entering stages 2-4,
 1x1 conv + BN projection shortcuts, global average pooling, linear.
@@ -78,7 +81,8 @@ class BranchStats:
 
 
 class VGG(BranchStats, nn.Module):
-    """conv-BN-ReLU layers and 2x2 max-pools as ``layout`` lists them, global average pool, linear."""
+    """conv-BN-ReLU layers and 2x2 max-pools as ``layout`` lists them, global average pool, then
+    linear -> ReLU -> linear (the hidden layer as wide as the last conv: 512 in the paper)."""
 
     def __init__(self, layout: tuple = VGG16_LAYOUT, num_classes: int = 10, variant: str = "plain",
                  base_channels: int = 64):
@@ -92,10 +96,11 @@ class VGG(BranchStats, nn.Module):
                 layers += [conv_bn(in_channels, width, 3, variant=variant), nn.ReLU(inplace=True)]
                 in_channels = width
         self.features = nn.Sequential(*layers)
-        self.fc = nn.Linear(in_channels, num_classes)
+        self.head = nn.Sequential(nn.Linear(in_channels, in_channels), nn.ReLU(inplace=True),
+                                  nn.Linear(in_channels, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x).mean((2, 3)))
+        return self.head(self.features(x).mean((2, 3)))
 
 
 class BasicBlock(nn.Module):
@@ -139,20 +144,20 @@ class ResNet(BranchStats, nn.Module):
 
 # Parameter counts (10 classes) come from closed-form counts per conv-BN written out in
 # tests/models/test_dbb_nets.py, not from building the models.
-@register("vgg16", paper=PAPER, recipe="dbb", examples=("vgg16",), params={"vgg16": 14_724_042})
+@register("vgg16", paper=PAPER, recipe="dbb", examples=("vgg16",), params={"vgg16": 14_986_698})
 def vgg16(*, num_classes: int = 10, base_channels: int = 64) -> VGG:
     """VGG-16 for CIFAR with conv + BN everywhere: the DBB paper's CIFAR baseline."""
     return VGG(num_classes=num_classes, base_channels=base_channels)
 
 
-@register("vgg16-dbb", paper=PAPER, recipe="dbb", examples=("vgg16-dbb",), params={"vgg16-dbb": 34_293_017})
+@register("vgg16-dbb", paper=PAPER, recipe="dbb", examples=("vgg16-dbb",), params={"vgg16-dbb": 34_555_673})
 def vgg16_dbb(*, num_classes: int = 10, base_channels: int = 64) -> VGG:
     """VGG-16 with a DiverseBranchBlock in place of each of its 13 conv + BN pairs."""
     return VGG(num_classes=num_classes, variant="dbb", base_channels=base_channels)
 
 
 @register("vgg16-odbb", paper=f"{PAPER}; online merging as in Hu et al., OREPA, CVPR 2022", recipe="dbb",
-          examples=("vgg16-odbb",), params={"vgg16-odbb": 34_268_691})
+          examples=("vgg16-odbb",), params={"vgg16-odbb": 34_531_347})
 def vgg16_odbb(*, num_classes: int = 10, base_channels: int = 64) -> VGG:
     """VGG-16 with an OnlineDiverseBranchBlock in place of each conv + BN pair."""
     return VGG(num_classes=num_classes, variant="odbb", base_channels=base_channels)

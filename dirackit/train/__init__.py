@@ -33,7 +33,7 @@ from ..checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_st
 from ..data import CifarData, DataError, GpuLoader
 from ..metrics import count_params
 from ..recipes import Recipe, WRN, lr_at
-from ..runlog import CHECKPOINT, RunLog
+from ..runlog import CHECKPOINT, RunLog, test_set_digest
 from .distributed import World, all_reduce, barrier, data_parallel, gather_objects, init_from_env, sync_buffers
 
 __all__ = ["fit", "evaluate", "param_groups", "sgd", "objective", "autocast_for", "train_loader", "resolve_device",
@@ -112,27 +112,38 @@ def train_loader(data: CifarData, recipe: Recipe, device: torch.device, batch_si
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: GpuLoader, autocast=nullcontext, flip: bool = False) -> tuple[float, float]:
+def evaluate(model: nn.Module, loader: GpuLoader, autocast=nullcontext, flip: bool = False,
+             per_image: bool = False) -> tuple:
     """Mean cross-entropy and accuracy over one pass of ``loader`` (eval mode); ``flip`` averages the
     logits of each image and its mirror (test-time augmentation: the training flips make both valid).
+    ``per_image=True`` adds a third value: a bool tensor, on the CPU, of which images were classified
+    right, in the loader's order (what a paired comparison of two networks needs; ``dirackit.stats``).
 
     A sharded loader (``world_size > 1``) yields one rank's part of the split: the sums are then
-    added up over the ranks, so every rank returns the whole split's numbers.
+    added up over the ranks, so every rank returns the whole split's numbers (per-image results are
+    then None: each rank saw only its part).
     """
     model.eval()
     loss = torch.zeros((), device=loader.device)
     correct = torch.zeros((), device=loader.device, dtype=torch.long)
+    hits = []
     for x, y in loader:
         with autocast():
             logits = model(x).float()
             if flip:
                 logits = (logits + model(x.flip(3)).float()) / 2
         loss += F.cross_entropy(logits, y, reduction="sum")
-        correct += (logits.argmax(1) == y).sum()
+        hit = logits.argmax(1) == y
+        correct += hit.sum()
+        if per_image:
+            hits.append(hit)
     if loader.world_size > 1:
         all_reduce(loss)
         all_reduce(correct)
-    return loss.item() / loader.num_samples, correct.item() / loader.num_samples
+    mean_loss, accuracy = loss.item() / loader.num_samples, correct.item() / loader.num_samples
+    if not per_image:
+        return mean_loss, accuracy
+    return mean_loss, accuracy, (torch.cat(hits).cpu() if loader.world_size == 1 else None)
 
 
 def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.PathLike | None = None, *,
@@ -208,6 +219,7 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
     autocast, loss_fn = autocast_for(recipe, device), objective(model, recipe)
     log_state = getattr(model, "log_state", dict)
     bar = _progress_bar(progress and world.is_main)
+    test_set = test_set_digest(data.test_images, data.test_labels)  # names the images test_correct.json is about
 
     step = start_epoch * steps_per_epoch
     for epoch in range(start_epoch, recipe.epochs):
@@ -245,7 +257,8 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
         all_reduce(correct)
         sync_buffers(model)
         t1 = time.perf_counter()
-        test_loss, test_acc = evaluate(model, test_loader, autocast, flip=recipe.test_flip)
+        test_loss, test_acc, test_correct = evaluate(model, test_loader, autocast, flip=recipe.test_flip,
+                                                     per_image=True)
         seen = steps_per_epoch * recipe.batch_size if recipe.drop_last else train_batches.num_samples
         row = {"epoch": epoch + 1, "step": step, "lr": lr,
                "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
@@ -253,6 +266,8 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
                "seconds": round(seconds, 4), "images_per_s": round(seen / seconds, 1),
                "eval_seconds": round(time.perf_counter() - t1, 4), **log_state()}
         run.append(row)
+        if test_correct is not None:
+            run.write_test_correct(epoch + 1, test_correct, test_set)
         if checkpoint_path is not None:
             rng_ranks = gather_objects(rng_state())
             if world.is_main:

@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", choices=sorted(PRESETS), default=None, help="default: the model's paper recipe")
     parser.add_argument("--batch-size", type=int, default=None, help="the global batch, split across processes")
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--schedule", choices=("step", "cosine", "onecycle"), default=None,
+                        help="lr schedule (default: the recipe's; a step schedule's milestones scale with --epochs)")
     parser.add_argument("--dropout", type=float, default=None, help="WRN dropout between the block's convs")
     parser.add_argument("--subset", type=int, default=None, metavar="N_PER_CLASS",
                         help="train on N images per class (and N/5 test images per class)")
@@ -61,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = {} if args.dropout is None else {"dropout": args.dropout}
         recipe = get_recipe(args.recipe or model_card(args.model).recipe)
-        changes = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
+        changes = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+                   "schedule": args.schedule}
         recipe = recipe.replace(**{k: v for k, v in changes.items() if v is not None})
         if args.subset is not None and args.subset < 1:
             raise ValueError(f"--subset must be >= 1 images per class, got {args.subset}")
