@@ -6,7 +6,7 @@ import torch
 
 import dirackit as dk
 from dirackit import reference
-from dirackit.reference import PLAN, Reference, export, run_plan, table
+from dirackit.reference import CPU_PLAN, PAIRS, PLAN, PLANS, Pair, Reference, export, pair_table, run_plan, table
 from dirackit.registry import model_card
 from dirackit.runlog import TIMING_COLUMNS
 
@@ -27,6 +27,43 @@ def test_plan_entries_name_real_models_and_recipes_once_each():
         model_card(ref.model)  # raises for an unknown name
         assert ref.planned_epochs == dk.recipes.get_recipe(ref.recipe).epochs
         assert (ref.paper_error is None) == (not ref.paper_source)
+
+
+def test_cpu_plan_scales_each_papers_recipe_and_its_pairs_name_its_entries():
+    names = {r.name for r in CPU_PLAN}
+    assert len(names) == len(CPU_PLAN)
+    for ref in CPU_PLAN:
+        recipe = ref.recipe_used()
+        paper = dk.recipes.get_recipe(ref.recipe)
+        assert recipe.epochs == ref.planned_epochs == 10 and recipe.seed == ref.seed
+        same = lambda r: {k: v for k, v in r.asdict().items() if k not in ("epochs", "milestones", "seed")}
+        assert same(recipe) == same(paper)  # only the length (and with it the milestones) changed
+        assert recipe.milestones == dk.recipes.scale_milestones(paper.milestones, paper.epochs, 10)
+        assert ref.recipe == model_card(ref.model).recipe  # each network with its own paper's recipe
+        assert ref.if_noise is None or set(ref.if_noise) <= names
+    for plan, pairs in PAIRS.items():
+        entries = {r.name for r in PLANS[plan]}
+        for pair in pairs:
+            assert {pair.a, pair.b, *(n for seed in pair.seeds for n in seed)} <= entries and pair.paper
+
+
+def test_a_second_seed_trains_only_when_the_first_pair_is_within_noise(tmp_path, tiny_data, tiny_plan):
+    runs = tmp_path / "runs"
+    twin = Reference("twin", "wrn-10-1", "wrn", seed=3)  # the same run as "first": identical, so within noise
+    seed = Reference("extra", "wrn-10-1", "wrn", seed=5, if_noise=("first", "twin"))
+    assert run_plan((tiny_plan[0], twin, seed), tiny_data, runs, budget=600, device="cpu")
+    assert (runs / "extra").is_dir()
+    rows = pair_table([Pair("claim", "first", "twin", "paper", seeds=(("first", "extra"),))], runs)
+    assert list(rows.verdict)[0] == "within noise at this size" and rows.paired.all() and len(rows) == 2
+
+    for name, right in (("first", True), ("twin", False)):  # now "first" beats "twin" on all 16 test images
+        log = dk.RunLog.read(runs / name)
+        correct, digest = log.test_correct()
+        log.write_test_correct(log.last["epoch"], correct | True if right else correct & False, digest)
+    assert dk.compare.compare_runs(runs / "first", runs / "twin").verdict == "shown"
+    lone = Reference("lone", "wrn-10-1", "wrn", seed=6, if_noise=("first", "twin"))
+    assert run_plan((tiny_plan[0], twin, lone), tiny_data, runs, budget=600, device="cpu")
+    assert not (runs / "lone").exists()
 
 
 def test_budgeted_calls_train_the_plan_in_order_and_resume_to_the_uninterrupted_logs(tmp_path, tiny_data,
@@ -56,7 +93,8 @@ def test_export_ships_log_and_provenance_but_no_checkpoint_and_table_reads_them(
     runs, results = tmp_path / "runs", tmp_path / "results"
     run_plan(tiny_plan[:1], tiny_data, runs, budget=600, device="cpu")
     assert export(tiny_plan, runs, results) == [results / "first"]  # "second" never started
-    assert sorted(p.name for p in (results / "first").iterdir()) == ["config.json", "log.jsonl", "reference.json"]
+    assert sorted(p.name for p in (results / "first").iterdir()) == ["config.json", "log.jsonl", "reference.json",
+                                                                      "test_correct.json"]
     note = json.loads((results / "first/reference.json").read_text())
     assert note["epochs_done"] == 2 and "--only first" in note["command"]
 
@@ -95,6 +133,6 @@ def test_command_line_table_and_bad_entry(tmp_path, capsys):
     assert all(r.name in out for r in PLAN) and "0/200" in out
     with pytest.raises(SystemExit) as stop:
         reference.main(["run", "--budget", "5", "--only", "wrn-28-100"])
-    assert stop.value.code == 2 and "not in the plan: wrn-28-100" in capsys.readouterr().err
+    assert stop.value.code == 2 and "not in the gpu plan: wrn-28-100" in capsys.readouterr().err
     assert reference.main(["run", "--budget", "-1"]) == 2
     assert "--budget must be a positive" in capsys.readouterr().err
