@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import compare, explore, layers, recipes
+from . import claims, compare, explore, layers, papers, recipes, stats
 from .data import CifarData, DataError, GpuLoader, load_cifar
 from .folding import check_fold, fold
 from .metrics import count_macs, count_params, inference_speed, training_speed
@@ -19,7 +19,7 @@ from .train import fit
 __all__ = ["build_model", "list_models", "model_card", "count_params", "count_macs", "inference_speed",
            "training_speed",
            "fold", "check_fold", "Recipe", "recipes", "layers", "load_cifar", "CifarData", "GpuLoader",
-           "DataError", "fit", "RunLog", "load_run", "load_runs", "explore", "compare"]
+           "DataError", "fit", "RunLog", "load_run", "load_runs", "explore", "compare", "claims", "papers", "stats"]
 
 
 def __getattr__(name: str):

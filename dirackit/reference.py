@@ -31,6 +31,7 @@ from typing import Sequence
 
 import torch
 
+from . import papers
 from .checkpoint import CheckpointError
 from .compare import compare_runs
 from .data import CifarData, load_cifar
@@ -114,12 +115,12 @@ PLAN: tuple[Reference, ...] = (
 
 _NARROW = (("base_channels", 16),)  # a quarter of the papers' widths: CPU-sized, same layout
 _CPU = 10                            # epochs of every CPU-plan run
-_WRN_PAIR = ("WRN paper, final table: WRN-16-8 (11.0M) 4.27% vs WRN-40-4 (8.9M) 4.53% error; WRN-40-4 vs "
-             "pre-act ResNet-1001 (10.2M) 4.92%")
-_DIRAC_PAIR = "DiracNet paper, Fig. 1 (read off the plot, +-0.1): depth 34, width 1: DiracNet 91.5% vs plain 89.5%"
-_DBB_PAIR = "DBB paper, Table 2: VGG-16 on CIFAR-10, 94.62 +- 0.02% with DBB vs 93.95 +- 0.03% (mean of 5)"
-_DG_PAIR = ("DGConv paper: no CIFAR figure; ImageNet G-ResNeXt-50 78.59% vs ResNeXt-50 78.20% top-1 "
-            "(d-li14/dgconv.pytorch README)")
+_WRN_PAIR = (f"{papers.WRN.figure('WRN-16-8')} vs {papers.WRN.figure('WRN-40-4')}; "
+             f"{papers.WRN.figure('pre-act ResNet-1001')}")
+_DIRAC_PAIR = f"{papers.DIRACNET.figure('DiracNet-34-1')} vs {papers.DIRACNET.figure('plain-34-1')}"
+_DBB_PAIR = f"{papers.DBB.figure('VGG-16 + DBB')} vs {papers.DBB.figure('VGG-16')}"
+_DG_PAIR = (f"no CIFAR figure in the paper; {papers.DGCONV.figure('G-ResNeXt-50', 'ImageNet')} vs "
+            f"{papers.DGCONV.figure('ResNeXt-50 (32x4d)', 'ImageNet')}")
 
 # Priority order: the claim a plain chain cannot show without Dirac weights first, then depth vs width,
 # DBB, learned groups, the online DBB variant, then the second seeds a noisy first pair calls for.
@@ -165,7 +166,8 @@ PAIRS: dict[str, tuple[Pair, ...]] = {
     ),
     "gpu": (
         Pair("a DiracNet trains where its plain chain falls behind", "diracnet-34-2", "plain-34-2",
-             "DiracNet paper, Fig. 1: DiracNet-34-2 93.6%; plain-34-1 89.5% (no width-2 plain row)",
+             f"{papers.DIRACNET.figure('DiracNet-34-2')}; {papers.DIRACNET.figure('plain-34-1')} (no width-2 "
+             f"plain chain in the paper)",
              seeds=(("diracnet-34-2-s1", "plain-34-2-s1"), ("diracnet-34-2-s2", "plain-34-2-s2"))),
         Pair("training with Diverse Branch Blocks beats the same plain VGG-16", "vgg16-dbb", "vgg16", _DBB_PAIR,
              seeds=(("vgg16-dbb-s1", "vgg16-s1"), ("vgg16-dbb-s2", "vgg16-s2"))),
