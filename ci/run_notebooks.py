@@ -11,7 +11,8 @@ lenient elsewhere, so this runner adds the checks it lacks:
 - an error captured by an ipywidgets ``Output`` (e.g. inside ``interactive``) fails (papermill
   never sees it: it lives only in the saved widget state);
 - a figure that was saved as its text repr instead of an image fails;
-- ``<out_dir>/results.json`` must exist and stay inside the bounds of ``ci/baselines/<stem>.json``.
+- ``<out_dir>/results.json`` must exist and pass ``ci/baselines/<stem>.json`` (``baseline_check``:
+  invariants under any parameters, measured bounds only under the settings they were measured with).
 
 Profiles: ``full`` runs the defaults of each notebook's ``parameters`` cell, ``quick`` injects
 ``ci/params/<stem>.yaml``, ``auto`` is ``full`` when CUDA is available and ``quick`` otherwise.
@@ -38,10 +39,11 @@ from typing import Any
 import papermill
 import yaml
 
+import baseline_check
+
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ("quick", "full", "auto")
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
-BOUND_KEYS = {"min", "max", "equals"}
 
 
 @dataclass(frozen=True)
@@ -97,9 +99,10 @@ def find_notebooks(notebooks_dir: Path, names: list[str] | None = None) -> list[
     return [available[Path(n).stem] for n in names]
 
 
-def declared_parameters(path: Path) -> set[str]:
-    """Names declared in the notebook's ``parameters`` cell, as papermill parses them."""
-    return set(papermill.inspect_notebook(str(path)))
+def declared_parameters(path: Path) -> dict[str, Any]:
+    """Names declared in the notebook's ``parameters`` cell with their default values, as papermill
+    parses them."""
+    return baseline_check.literal_defaults(papermill.inspect_notebook(str(path)))
 
 
 def profile_parameters(stem: str, profile: str, params_dir: Path) -> dict[str, Any]:
@@ -117,9 +120,9 @@ def profile_parameters(stem: str, profile: str, params_dir: Path) -> dict[str, A
     return values
 
 
-def check_parameters(declared: set[str], params: dict[str, Any]) -> list[str]:
+def check_parameters(declared: set[str] | dict[str, Any], params: dict[str, Any]) -> list[str]:
     """Problems with the injected names; papermill would only warn and run with the defaults."""
-    problems = []
+    declared, problems = set(declared), []
     if "out_dir" not in declared:
         problems.append('the parameters cell declares no out_dir (add `out_dir: str = "..."`)')
     unknown = sorted(set(params) - declared - {"out_dir"})
@@ -161,31 +164,6 @@ def cell_error(nb: dict[str, Any]) -> str | None:
             if out.get("output_type") == "error":
                 return f"In [{cell.get('execution_count')}]: {out.get('ename')}: {out.get('evalue')}"
     return None
-
-
-def check_results(results: dict[str, Any], bounds: dict[str, dict[str, Any]]) -> list[str]:
-    """Compare results with baseline bounds ``{"key": {"min": x, "max": y} | {"equals": v}}``."""
-    problems = []
-    for key, bound in bounds.items():
-        extra = set(bound) - BOUND_KEYS
-        if not bound or extra:
-            problems.append(f"baseline for {key} must use min, max or equals, got {sorted(bound)}")
-            continue
-        if key not in results:
-            problems.append(f"results.json has no {key}")
-            continue
-        value = results[key]
-        if "equals" in bound and value != bound["equals"]:
-            problems.append(f"{key} = {value!r}, expected {bound['equals']!r}")
-        if {"min", "max"} & set(bound):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
-                problems.append(f"{key} = {value!r} is not a number")
-                continue
-            if "min" in bound and value < bound["min"]:
-                problems.append(f"{key} = {value:.6g} < min {bound['min']}")
-            if "max" in bound and value > bound["max"]:
-                problems.append(f"{key} = {value:.6g} > max {bound['max']}")
-    return problems
 
 
 def threads_per_kernel(kernels: int) -> int:
@@ -299,7 +277,8 @@ def run_notebook(path: Path, settings: Settings, threads: int = 1) -> Outcome:
         outcome.results, result_problems = read_results(out_dir / "results.json")
         problems += result_problems
         if outcome.results is not None:
-            baseline_problems, note = check_baseline(outcome.results, stem, settings)
+            baseline_problems, note = check_baseline(outcome.results, stem, settings,
+                                                     baseline_check.run_settings(declared, params))
             problems += baseline_problems
     outcome.status = "failed" if problems else "passed"
     outcome.reason = "; ".join(problems) or note
@@ -325,20 +304,18 @@ def baseline_section(settings: Settings) -> str:
     return settings.profile if settings.dataset == "cifar10" else f"{settings.profile}-{settings.dataset}"
 
 
-def check_baseline(results: dict[str, Any], stem: str, settings: Settings) -> tuple[list[str], str]:
-    """Compare results with ``<baselines_dir>/<stem>.json``'s section for this run: (problems, note).
+def check_baseline(results: dict[str, Any], stem: str, settings: Settings,
+                   run_settings: dict[str, Any]) -> tuple[list[str], str]:
+    """``baseline_check.check_baseline`` against ``<baselines_dir>/<stem>.json``: (problems, note).
 
-    A CIFAR-10 run without its section fails; another dataset without one passes with a note that
-    its results were not checked."""
+    A CIFAR-10 run without its section fails; another dataset without one is checked for its
+    invariants only, with a note."""
     path = settings.baselines_dir / f"{stem}.json"
     if not path.is_file():
         return [f"no baseline {path}"], ""
-    baseline, section = json.loads(path.read_text()), baseline_section(settings)
-    if section not in baseline:
-        if settings.dataset != "cifar10":
-            return [], f"results not checked: {path.name} has no {section!r} section"
-        return [f"{path} has no {section!r} section"], ""
-    return check_results(results, baseline[section]), ""
+    check = baseline_check.check_baseline(results, json.loads(path.read_text()), baseline_section(settings),
+                                          run_settings, required=settings.dataset == "cifar10")
+    return [f"{path.name}: {p}" if p.startswith("the baseline") else p for p in check.problems], check.note
 
 
 def run_all(paths: list[Path], settings: Settings) -> list[Outcome]:

@@ -25,6 +25,8 @@ class Finding:
     evidence: str            # this run's numbers, with their interval
     paper: str = ""          # the paper's figure for the same claim, with its source
     note: str = ""           # why a short run cannot show more, or what would
+    low: float | None = None   # the 95% interval the verdict comes from (None for an exact check)
+    high: float | None = None
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -44,7 +46,7 @@ def compared(claim: str, comparison: Comparison, paper: str = "", note: str | No
     if note is None:
         note = ("the interval holds zero: this run is too small or too short to decide; the paper's figure "
                 "above comes from full networks trained to the end" if comparison.verdict == NOISE else "")
-    return Finding(claim, comparison.verdict, str(comparison), paper, note)
+    return Finding(claim, comparison.verdict, str(comparison), paper, note, comparison.low, comparison.high)
 
 
 def exact(claim: str, value: float, tolerance: float, what: str, paper: str = "") -> Finding:

@@ -119,7 +119,7 @@ _WRN_PAIR = (f"{papers.WRN.figure('WRN-16-8')} vs {papers.WRN.figure('WRN-40-4')
              f"{papers.WRN.figure('pre-act ResNet-1001')}")
 _DIRAC_PAIR = f"{papers.DIRACNET.figure('DiracNet-34-1')} vs {papers.DIRACNET.figure('plain-34-1')}"
 _DBB_PAIR = f"{papers.DBB.figure('VGG-16 + DBB')} vs {papers.DBB.figure('VGG-16')}"
-_DG_PAIR = (f"no CIFAR figure in the paper; {papers.DGCONV.figure('G-ResNeXt-50', 'ImageNet')} vs "
+_DG_PAIR = (f"no CIFAR figure from the authors that we could find; {papers.DGCONV.figure('G-ResNeXt-50', 'ImageNet')} vs "
             f"{papers.DGCONV.figure('ResNeXt-50 (32x4d)', 'ImageNet')}")
 
 # Priority order: the claim a plain chain cannot show without Dirac weights first, then depth vs width,

@@ -25,6 +25,7 @@ def test_a_finding_takes_its_verdict_from_the_comparison(capsys):
     assert "DiracNet beats plain: SHOWN" in out and "DBB beats plain: WITHIN NOISE AT THIS SIZE" in out
     assert "the paper: 94.62 vs 93.95" in out and "95% CI" in out
     assert rows[1] == noise.as_dict() and rows[1]["verdict"] == "within noise at this size"
+    assert rows[0]["low"] > 0 and rows[1]["low"] < 0 < rows[1]["high"] and rows[2]["high"] < 0
 
 
 def test_an_exact_check_holds_only_within_its_tolerance():

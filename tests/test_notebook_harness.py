@@ -20,6 +20,7 @@ import zmq.asyncio
 from jupyter_client.channels import AsyncZMQSocketChannel
 from jupyter_client.session import Session
 
+import baseline_check
 import execute_notebook
 import run_notebooks
 
@@ -77,6 +78,16 @@ def test_bad_notebook_fails_with_reason(quick_run, name, reason):
     assert reason in outcomes[name]["reason"]
 
 
+def test_other_valid_settings_pass_on_the_invariants_alone(tmp_path):
+    params = tmp_path / "params"
+    params.mkdir()
+    (params / "00_good.yaml").write_text("score: 0.3\n")  # below the quick bounds, measured at score 0.8
+    proc = harness("--profile", "quick", "--out", tmp_path / "out", "--params-dir", params, "00_good")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    good = json.loads((tmp_path / "out" / "summary.json").read_text())["notebooks"][0]
+    assert good["status"] == "passed" and "score=0.8 (this run: 0.3)" in good["reason"]
+
+
 def test_unknown_parameter_is_rejected_before_a_kernel_starts(quick_run):
     _, outcomes = quick_run
     assert outcomes["01_unknown_param"]["executed"] is None
@@ -100,7 +111,7 @@ def test_dataset_is_injected_where_declared(quick_run, tmp_path):
     assert proc.returncode == 1 and json.loads((tmp_path / "summary.json").read_text())["dataset"] == "cifar100"
     other = summary["05_dataset"]  # no full-cifar100 baseline: passes, and says its results went unchecked
     assert other["status"] == "passed" and other["results"] == {"dataset": "cifar100"}
-    assert other["reason"] == "results not checked: 05_dataset.json has no 'full-cifar100' section"
+    assert other["reason"] == "full-cifar100 bounds not checked: the baseline has no 'full-cifar100' section"
     assert summary["00_good"]["reason"] == "the parameters cell declares no dataset, so it cannot run on cifar100"
     assert summary["00_good"]["executed"] is None
 
@@ -136,12 +147,49 @@ def test_unknown_notebook_name_is_a_usage_error(tmp_path, capsys):
     ({"acc": "high"}, {"acc": {"min": 0.2}}, "acc = 'high' is not a number"),
     ({"acc": 0.5}, {"acc": {"minimum": 0.2}}, "baseline for acc must use min, max or equals"),
 ])
-def test_check_results(results, bounds, problem):
-    problems = run_notebooks.check_results(results, bounds)
+def test_check_bounds(results, bounds, problem):
+    problems = baseline_check.check_bounds(results, bounds)
     if problem is None:
         assert problems == []
     else:
         assert len(problems) == 1 and problem in problems[0]
+
+
+BASELINE = {"invariants": {"fold_error": {"max": 1e-5}},
+            "quick": {"settings": {"depth": 52, "epochs": 4}, "bounds": {"params": {"equals": 759386},
+                                                                        "acc": {"min": 0.18}}}}
+
+
+def test_bounds_apply_only_to_the_settings_they_were_measured_with():
+    measured = baseline_check.check_baseline({"fold_error": 1e-7, "params": 759386, "acc": 0.3}, BASELINE, "quick",
+                                             {"depth": 52, "epochs": 4})
+    assert measured.problems == [] and measured.note == "quick bounds and invariants checked"
+    regressed = baseline_check.check_baseline({"fold_error": 1e-7, "params": 759386, "acc": 0.1}, BASELINE,
+                                              "quick", {"depth": 52, "epochs": 4})
+    assert regressed.problems == ["acc = 0.1 < min 0.18"]
+    other = baseline_check.check_baseline({"fold_error": 1e-7, "params": 1076650, "acc": 0.1}, BASELINE, "quick",
+                                          {"depth": 22, "epochs": 4})
+    assert other.problems == [] and "depth=52 (this run: 22)" in other.note and "skipped" in other.note
+    broken = baseline_check.check_baseline({"fold_error": 0.2, "params": 1, "acc": 0.1}, BASELINE, "quick",
+                                           {"depth": 22, "epochs": 4})
+    assert broken.problems == ["fold_error = 0.2 > max 1e-05"]  # invariants hold under any settings
+
+
+def test_invariants_catch_non_finite_numbers_and_verdicts_that_contradict_their_interval():
+    claims = [{"claim": "a beats b", "verdict": "shown", "low": 0.01, "high": 0.05},
+              {"claim": "c beats d", "verdict": "shown", "low": -0.01, "high": 0.05},
+              {"claim": "folding is exact", "verdict": "shown", "low": None, "high": None}]
+    check = baseline_check.check_baseline({"loss": [1.0, float("nan")], "claims": claims}, {"invariants": {}},
+                                          "quick", {}, required=False)
+    assert check.problems == [
+        "results.loss[1] = nan",
+        "claim 'c beats d' says 'shown' but its interval [-0.01, 0.05] means 'within noise at this size'"]
+    assert "no 'quick' section" in check.note
+
+
+def test_baseline_needs_settings_beside_its_bounds():
+    check = baseline_check.check_baseline({}, {"quick": {"acc": {"min": 0.1}}}, "quick", {})
+    assert check.problems == ["the baseline's 'quick' section must hold settings and bounds, got ['acc']"]
 
 
 def test_check_parameters_requires_out_dir():

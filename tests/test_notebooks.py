@@ -12,6 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+import baseline_check
 import run_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +68,7 @@ def test_one_parameters_cell_that_papermill_fully_parses(notebook):
     cells = tagged(nb, "parameters")
     assert len(cells) == 1, f"{len(cells)} cells tagged parameters; exactly one is needed"
     assigned = {m[1] for line in cells[0].source.splitlines() if (m := ASSIGNMENT.match(line))}
-    declared = run_notebooks.declared_parameters(path)
+    declared = set(run_notebooks.declared_parameters(path))
     # papermill drops a line it cannot parse (e.g. a help comment containing "=") without an error
     assert declared == assigned, f"papermill does not see {sorted(assigned - declared)}"
     assert "out_dir" in declared, 'declare `out_dir: str = "..."`: the runner always sets it'
@@ -87,15 +88,24 @@ def test_quick_parameters_are_declared(notebook):
     assert run_notebooks.check_parameters(run_notebooks.declared_parameters(path), params) == []
 
 
-def test_baseline_bounds_are_well_formed(notebook):
+def test_baseline_bounds_are_well_formed_and_name_the_settings_they_were_measured_with(notebook):
+    """Each section's settings are this notebook's current ones for its profile: a changed default or
+    quick parameter must come with re-measured bounds, or CI would skip them without a word."""
     path, _ = notebook
     baseline_path = ROOT / "ci" / "baselines" / f"{path.stem}.json"
     assert baseline_path.is_file(), f"write {baseline_path.relative_to(ROOT)}"
     baseline = json.loads(baseline_path.read_text())
-    assert "quick" in baseline and set(baseline) <= {"quick", "full", "quick-cifar100", "full-cifar100"}
-    for section in baseline.values():
-        for key, bound in section.items():
-            assert bound and set(bound) <= run_notebooks.BOUND_KEYS, f"{key}: use min, max or equals"
+    assert {"invariants", "quick"} <= set(baseline) <= {"invariants", "quick", "full", "quick-cifar100", "full-cifar100"}
+    defaults = run_notebooks.declared_parameters(path)
+    for name, section in baseline.items():
+        bounds = section if name == "invariants" else section["bounds"]
+        for key, bound in bounds.items():
+            assert bound and set(bound) <= baseline_check.BOUND_KEYS, f"{key}: use min, max or equals"
+        if name != "invariants":
+            profile = name.split("-")[0]
+            injected = run_notebooks.profile_parameters(path.stem, profile, ROOT / "ci" / "params")
+            assert section["settings"] == baseline_check.run_settings(defaults, injected), (
+                f"{baseline_path.name}'s {name!r} settings are not the notebook's: re-measure its bounds")
 
 
 @pytest.mark.notebooks
