@@ -38,11 +38,12 @@ from .data import CifarData, load_cifar
 from .recipes import Recipe, get_recipe
 from .registry import build_model
 from .runlog import CONFIG, LOG, TEST_CORRECT, RunLog
+from .claims import Finding, compared
 from .stats import NOISE, accuracy_interval
 from .train import TrainingDiverged, fit
 
-__all__ = ["Reference", "Pair", "PLAN", "CPU_PLAN", "PLANS", "PAIRS", "run_plan", "export", "table", "pair_table",
-           "MAX_FILE_BYTES"]
+__all__ = ["Reference", "Pair", "Evidence", "PLAN", "CPU_PLAN", "PLANS", "PAIRS", "run_plan", "export", "table",
+           "pair_table", "evidence", "MAX_FILE_BYTES"]
 
 MAX_FILE_BYTES = 2 * 1024 * 1024  # what one shipped file may weigh: the repository stays small
 PAUSED = 75  # exit status when the budget ran out before the plan was done (as python -m dirackit.train)
@@ -80,6 +81,7 @@ class Reference:
 class Pair:
     """A claim of a paper tested by two runs of a plan: "``a`` is more accurate than ``b``"."""
 
+    key: str               # what the notebooks ask for: "dirac", "wrn", "dbb", "odbb", "dgconv"
     claim: str
     a: str                 # plan entry names
     b: str
@@ -152,26 +154,26 @@ CPU_PLAN: tuple[Reference, ...] = (
 
 PAIRS: dict[str, tuple[Pair, ...]] = {
     "cpu": (
-        Pair("a DiracNet trains where its plain chain (no skips, no Dirac weights) falls behind",
+        Pair("dirac", "a DiracNet trains where its plain chain (no skips, no Dirac weights) falls behind",
              "diracnet-34-1", "plain-34-1", _DIRAC_PAIR, seeds=(("diracnet-34-1-s1", "plain-34-1-s1"),)),
-        Pair("wide and shallow beats thin and deep at about equal parameters (0.30M vs 0.27M)",
+        Pair("wrn", "wide and shallow beats thin and deep at about equal parameters (0.30M vs 0.27M)",
              "wrn-10-2", "wrn-22-1", _WRN_PAIR, seeds=(("wrn-10-2-s1", "wrn-22-1-s1"),)),
-        Pair("training with Diverse Branch Blocks beats the same plain VGG-16 (quarter width)",
+        Pair("dbb", "training with Diverse Branch Blocks beats the same plain VGG-16 (quarter width)",
              "vgg16-dbb-n16", "vgg16-n16", _DBB_PAIR, seeds=(("vgg16-dbb-n16-s1", "vgg16-n16-s1"),)),
-        Pair("learned groups (G-ResNeXt) beat fixed groups (ResNeXt) at the same connection budget",
+        Pair("dgconv", "learned groups (G-ResNeXt) beat fixed groups (ResNeXt) at the same connection budget",
              "g-resnext-11-8x4d-n16", "resnext-11-8x4d-n16", _DG_PAIR,
              seeds=(("g-resnext-11-8x4d-n16-s1", "resnext-11-8x4d-n16-s1"),)),
-        Pair("the online DBB variant trains as well as the plain VGG-16 it folds into",
+        Pair("odbb", "training with online Diverse Branch Blocks beats the same plain VGG-16 (quarter width)",
              "vgg16-odbb-n16", "vgg16-n16", _DBB_PAIR),
     ),
     "gpu": (
-        Pair("a DiracNet trains where its plain chain falls behind", "diracnet-34-2", "plain-34-2",
+        Pair("dirac", "a DiracNet trains where its plain chain falls behind", "diracnet-34-2", "plain-34-2",
              f"{papers.DIRACNET.figure('DiracNet-34-2')}; {papers.DIRACNET.figure('plain-34-1')} (no width-2 "
              f"plain chain in the paper)",
              seeds=(("diracnet-34-2-s1", "plain-34-2-s1"), ("diracnet-34-2-s2", "plain-34-2-s2"))),
-        Pair("training with Diverse Branch Blocks beats the same plain VGG-16", "vgg16-dbb", "vgg16", _DBB_PAIR,
+        Pair("dbb", "training with Diverse Branch Blocks beats the same plain VGG-16", "vgg16-dbb", "vgg16", _DBB_PAIR,
              seeds=(("vgg16-dbb-s1", "vgg16-s1"), ("vgg16-dbb-s2", "vgg16-s2"))),
-        Pair("learned groups (G-ResNeXt) beat fixed groups (ResNeXt) at the same connection budget",
+        Pair("dgconv", "learned groups (G-ResNeXt) beat fixed groups (ResNeXt) at the same connection budget",
              "g-resnext-29-32x4d", "resnext-29-32x4d", _DG_PAIR),
     ),
 }
@@ -300,6 +302,14 @@ def table(plan: Sequence[Reference], results_dir: str | Path):
     return pd.DataFrame(rows)
 
 
+def _finished_seeds(pair: Pair, results_dir: str | Path):
+    """``(a, b, [folder_a, folder_b])`` for every seed of ``pair`` whose two runs both logged an epoch."""
+    for a, b in ((pair.a, pair.b), *pair.seeds):
+        folders = [Path(results_dir) / name for name in (a, b)]
+        if all((f / CONFIG).is_file() and RunLog.read(f).rows for f in folders):
+            yield a, b, folders
+
+
 def pair_table(pairs: Sequence[Pair], results_dir: str | Path):
     """One row per finished pair of runs (every seed): the claim, both accuracies, the difference with
     its 95% interval, the verdict (``dirackit.stats``: paired on the same 10,000 test images) and the
@@ -307,10 +317,7 @@ def pair_table(pairs: Sequence[Pair], results_dir: str | Path):
     import pandas as pd
     rows = []
     for pair in pairs:
-        for a, b in ((pair.a, pair.b), *pair.seeds):
-            folders = [Path(results_dir) / name for name in (a, b)]
-            if not all((f / CONFIG).is_file() and RunLog.read(f).rows for f in folders):
-                continue
+        for a, b, folders in _finished_seeds(pair, results_dir):
             c = compare_runs(*folders, a=a, b=b)
             hours = [sum(r["seconds"] + r["eval_seconds"] for r in RunLog.read(f).rows) / 3600 for f in folders]
             rows.append({"claim": pair.claim, "a": a, "b": b, "acc_a_%": round(100 * c.acc_a, 2),
@@ -320,6 +327,48 @@ def pair_table(pairs: Sequence[Pair], results_dir: str | Path):
                          "verdict": c.verdict, "hours_a": round(hours[0], 2), "hours_b": round(hours[1], 2),
                          "paper": pair.paper})
     return pd.DataFrame(rows)
+
+
+@dataclass
+class Evidence:
+    """A pair's full-data reference runs as a notebook shows them after its own quick run."""
+
+    pair: Pair
+    plan: str
+    runs: list[Path]           # the run folders found, a then b for every seed
+    findings: list[Finding]    # one per seed whose two runs are both there
+    missing: str = ""          # why there is nothing to show, when there is not
+
+    def show(self):
+        """Print each finding (or why there is none) and return the runs' curves (None without runs)."""
+        if not self.findings:
+            print(f"No {self.plan} reference runs for this claim: {self.missing}")
+            return None
+        label = "full CIFAR-10, small networks, short runs" if self.plan == "cpu" else "full CIFAR-10"
+        print(f"Reference runs ({self.plan} plan: {label}; trained by python -m dirackit.reference, not in "
+              f"this notebook):\n")
+        for finding in self.findings:
+            print(finding, end="\n\n")
+        from .viz import plot_curves
+        return plot_curves([RunLog.read(folder) for folder in self.runs])
+
+
+def evidence(key: str, results_dir: str | Path = "results/cpu", plan: str = "cpu") -> Evidence:
+    """The reference runs of ``plan`` that test the claim ``key`` ("dirac", "wrn", "dbb", "odbb",
+    "dgconv"), read from ``results_dir``: each seed's paired verdict on the full test set, beside the
+    paper's figure. Missing runs are not an error: ``missing`` says what is absent and how to make it."""
+    pair = next((p for p in PAIRS[plan] if p.key == key), None)
+    if pair is None:
+        raise ValueError(f"no {plan} reference pair {key!r}; known: {', '.join(p.key for p in PAIRS[plan])}")
+    runs, findings = [], []
+    for a, b, folders in _finished_seeds(pair, results_dir):
+        runs += folders
+        claim = f"{pair.claim} [{a} vs {b}]"
+        findings.append(compared(claim, compare_runs(*folders, a=a, b=b), paper=pair.paper))
+    missing = "" if findings else (
+        f"{Path(results_dir) / pair.a} and {Path(results_dir) / pair.b} are not both there; train them with "
+        f"python -m dirackit.reference run --plan {plan} --only {pair.a} {pair.b} --budget SECONDS, then export")
+    return Evidence(pair, plan, runs, findings, missing)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,7 +53,7 @@ def test_a_second_seed_trains_only_when_the_first_pair_is_within_noise(tmp_path,
     seed = Reference("extra", "wrn-10-1", "wrn", seed=5, if_noise=("first", "twin"))
     assert run_plan((tiny_plan[0], twin, seed), tiny_data, runs, budget=600, device="cpu")
     assert (runs / "extra").is_dir()
-    rows = pair_table([Pair("claim", "first", "twin", "paper", seeds=(("first", "extra"),))], runs)
+    rows = pair_table([Pair("key", "claim", "first", "twin", "paper", seeds=(("first", "extra"),))], runs)
     assert list(rows.verdict)[0] == "within noise at this size" and rows.paired.all() and len(rows) == 2
 
     for name, right in (("first", True), ("twin", False)):  # now "first" beats "twin" on all 16 test images
@@ -136,3 +136,18 @@ def test_command_line_table_and_bad_entry(tmp_path, capsys):
     assert stop.value.code == 2 and "not in the gpu plan: wrn-28-100" in capsys.readouterr().err
     assert reference.main(["run", "--budget", "-1"]) == 2
     assert "--budget must be a positive" in capsys.readouterr().err
+
+
+def test_evidence_reads_a_pair_from_results_or_says_how_to_make_it(tmp_path, tiny_data, tiny_plan, monkeypatch,
+                                                                    capsys):
+    absent = reference.evidence("dirac", tmp_path)
+    assert not absent.findings and "--only diracnet-34-1 plain-34-1" in absent.missing
+    assert absent.show() is None and "No cpu reference runs" in capsys.readouterr().out
+    pair = Pair("dirac", "a beats b", "first", "second", "paper figure")
+    monkeypatch.setitem(reference.PAIRS, "cpu", (pair,))
+    run_plan(tiny_plan, tiny_data, tmp_path, budget=600, device="cpu")
+    found = reference.evidence("dirac", tmp_path)
+    assert [f.claim for f in found.findings] == ["a beats b [first vs second]"] and found.runs[0].name == "first"
+    assert found.findings[0].paper == "paper figure" and found.findings[0].low is not None
+    with pytest.raises(ValueError, match="no cpu reference pair 'vit'"):
+        reference.evidence("vit", tmp_path)
