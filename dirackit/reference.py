@@ -116,7 +116,7 @@ PLAN: tuple[Reference, ...] = (
 
 
 _NARROW = (("base_channels", 16),)  # a quarter of the papers' widths: CPU-sized, same layout
-_CPU = 10                            # epochs of every CPU-plan run
+_CPU = 6                             # epochs of every CPU-plan run
 _WRN_PAIR = (f"{papers.WRN.figure('WRN-16-8')} vs {papers.WRN.figure('WRN-40-4')}; "
              f"{papers.WRN.figure('pre-act ResNet-1001')}")
 _DIRAC_PAIR = f"{papers.DIRACNET.figure('DiracNet-34-1')} vs {papers.DIRACNET.figure('plain-34-1')}"

@@ -35,10 +35,10 @@ def test_cpu_plan_scales_each_papers_recipe_and_its_pairs_name_its_entries():
     for ref in CPU_PLAN:
         recipe = ref.recipe_used()
         paper = dk.recipes.get_recipe(ref.recipe)
-        assert recipe.epochs == ref.planned_epochs == 10 and recipe.seed == ref.seed
+        assert recipe.epochs == ref.planned_epochs == 6 and recipe.seed == ref.seed
         same = lambda r: {k: v for k, v in r.asdict().items() if k not in ("epochs", "milestones", "seed")}
         assert same(recipe) == same(paper)  # only the length (and with it the milestones) changed
-        assert recipe.milestones == dk.recipes.scale_milestones(paper.milestones, paper.epochs, 10)
+        assert recipe.milestones == dk.recipes.scale_milestones(paper.milestones, paper.epochs, 6)
         assert ref.recipe == model_card(ref.model).recipe  # each network with its own paper's recipe
         assert ref.if_noise is None or set(ref.if_noise) <= names
     for plan, pairs in PAIRS.items():
