@@ -1,5 +1,6 @@
 """Looking inside trained and untrained nets: signal magnitudes against depth at initialisation (why
-deep plain nets fail), and where in its window a folded conv puts its weight (kernel skeleton)."""
+deep plain nets fail), how far a DiracNet's a and b moved in training, and where in its window a
+folded conv puts its weight (kernel skeleton)."""
 from __future__ import annotations
 
 import copy
@@ -10,7 +11,7 @@ from torch import nn
 
 from .folding import fold
 
-__all__ = ["signal_profile", "kernel_skeleton"]
+__all__ = ["signal_profile", "dirac_movement", "kernel_skeleton"]
 
 
 def signal_profile(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
@@ -52,6 +53,34 @@ def signal_profile(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
 
 
 @torch.no_grad()
+@torch.no_grad()
+def dirac_movement(initial: nn.Module, trained: nn.Module):
+    """How far each Dirac conv's ``alpha`` and ``beta`` moved from ``initial`` to ``trained`` (the
+    same network before and after training, e.g. a ``copy.deepcopy`` taken before ``fit``).
+
+    One row per layer, input to output: the channel means before and after, and the relative change
+    ``mean |trained - initial| / mean |initial|`` of each. A learned value that stays at its
+    initialisation says nothing about what the layer needs; this tells which ones moved.
+    """
+    import pandas as pd
+    from .layers import DiracConv2d
+    pairs = list(zip(*([m for m in net.modules() if isinstance(m, DiracConv2d)] for net in (initial, trained))))
+    if not pairs:
+        raise ValueError("no Dirac convs to compare: pass a DiracNet (diracnet-d-k) before and after training")
+    rows = []
+    for depth, (before, after) in enumerate(pairs, start=1):
+        row = {"depth": depth}
+        for name in ("alpha", "beta"):
+            a, b = getattr(before, name).float().cpu(), getattr(after, name).float().cpu()
+            if a.shape != b.shape:
+                raise ValueError(f"layer {depth}: {name} has shape {tuple(a.shape)} before and {tuple(b.shape)} "
+                                 f"after: these are not the same network")
+            row |= {f"{name}_initial": a.mean().item(), f"{name}_trained": b.mean().item(),
+                    f"{name}_change": ((b - a).abs().mean() / a.abs().mean().clamp_min(1e-12)).item()}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def kernel_skeleton(model: nn.Module, kernel_size: int = 3) -> torch.Tensor:
     """Mean |weight| at each position of the KxK window, for every KxK conv of the folded model.
 

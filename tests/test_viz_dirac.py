@@ -47,6 +47,31 @@ def test_plot_dirac_params_draws_per_layer_statistics_and_group_boundaries(dirac
         assert [line.get_xdata()[0] for line in dashed] == [4.5, 8.5]
 
 
+def test_the_initial_values_are_drawn_beside_the_trained_ones(diracnet):
+    fresh = dk.build_model("diracnet-16-1")  # alpha 1, beta 0.1 everywhere
+    fig = dk.viz.plot_dirac_params(diracnet, initial=fresh)
+    ax_alpha, ax_beta, ax_ratio = fig.axes
+    dotted = lambda ax: [line for line in ax.lines if line.get_linestyle() == ":"]
+    assert np.allclose(dotted(ax_alpha)[0].get_ydata(), 1) and np.allclose(dotted(ax_beta)[0].get_ydata(), 0.1)
+    assert np.allclose(dotted(ax_ratio)[0].get_ydata(), 10, rtol=1e-5)
+    assert "at initialisation" in [t.get_text() for t in ax_ratio.get_legend().get_texts()]
+    with pytest.raises(ValueError, match="not the same network"):
+        dk.viz.plot_dirac_params(diracnet, initial=dk.build_model("diracnet-10-1"))
+
+
+def test_dirac_movement_measures_how_far_a_and_b_moved(diracnet):
+    from dirackit.diagnostics import dirac_movement
+    moved = dirac_movement(dk.build_model("diracnet-16-1"), diracnet)
+    assert list(moved.depth) == list(range(1, 13))
+    assert np.allclose(moved.alpha_initial, 1) and np.allclose(moved.alpha_trained, np.arange(1, 13) + 0.5)
+    assert np.allclose(moved.alpha_change, np.arange(1, 13) - 0.5)  # mean |(d + c/(C-1)) - 1| / 1
+    assert np.allclose(moved.beta_change, 4.0)  # 0.1 -> 0.5
+    unchanged = dirac_movement(diracnet, diracnet)
+    assert (unchanged[["alpha_change", "beta_change"]] == 0).all().all()
+    with pytest.raises(ValueError, match="no Dirac convs"):
+        dirac_movement(dk.build_model("plain-16-1"), dk.build_model("plain-16-1"))
+
+
 def test_plain_nets_have_no_dirac_parameters_to_plot():
     with pytest.raises(ValueError, match="only DiracNets"):
         dk.viz.plot_dirac_params(dk.build_model("plain-16-1"))

@@ -31,12 +31,17 @@ def _dirac_layers(model: nn.Module) -> list[DiracConv2d]:
 
 
 @torch.no_grad()
-def plot_dirac_params(model: nn.Module, fig: Figure | None = None) -> Figure:
+def plot_dirac_params(model: nn.Module, initial: nn.Module | None = None, fig: Figure | None = None) -> Figure:
     """alpha, beta (per-layer mean, min-max band over channels) and median |alpha|/|beta| against depth.
 
-    Dashed lines mark group boundaries, where the width changes.
+    ``initial``: the same network before training, drawn dotted grey ("at initialisation") so that what
+    training changed stands out from the initial values. Dashed lines mark group boundaries, where the
+    width changes.
     """
     layers = _dirac_layers(model)
+    start = None if initial is None else _dirac_layers(initial)
+    if start is not None and len(start) != len(layers):
+        raise ValueError(f"initial has {len(start)} Dirac convs and model {len(layers)}: not the same network")
     depth = np.arange(1, len(layers) + 1)
     fig = fig or NotebookFigure(figsize=(12, 3.6))
     fig.clear()
@@ -46,9 +51,15 @@ def plot_dirac_params(model: nn.Module, fig: Figure | None = None) -> Figure:
         ax.plot(depth, [p.mean().item() for p in params], color="C0", label="mean over channels")
         ax.fill_between(depth, [p.min().item() for p in params], [p.max().item() for p in params],
                         color="C0", alpha=0.25, label="min-max over channels")
+        if start is not None:
+            ax.plot(depth, [getattr(m, name).mean().item() for m in start], ":", color="0.4",
+                    label="at initialisation")
         ax.set(xlabel="layer depth", ylabel=name, title=name)
-    ratio = [(m.alpha.abs() / m.beta.abs().clamp_min(1e-12)).median().item() for m in layers]
-    ax_ratio.plot(depth, ratio, color="C1")
+    ratio_of = lambda ms: [(m.alpha.abs() / m.beta.abs().clamp_min(1e-12)).median().item() for m in ms]
+    ax_ratio.plot(depth, ratio_of(layers), color="C1", label="trained" if start is not None else None)
+    if start is not None:
+        ax_ratio.plot(depth, ratio_of(start), ":", color="0.4", label="at initialisation")
+        ax_ratio.legend(fontsize="small")
     ax_ratio.set(xlabel="layer depth", ylabel="median |alpha| / |beta|", yscale="log",
                  title="how identity-like each layer stays")
     for d, (before, after) in enumerate(zip(layers, layers[1:]), start=1):
