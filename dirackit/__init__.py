@@ -5,16 +5,17 @@ dirackit never pulls in matplotlib, bokeh or ipywidgets.
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from . import models  # registers every model family (the registry itself imports none)
 from . import claims, compare, explore, layers, papers, recipes, stats
 from .data import CifarData, DataError, GpuLoader, load_cifar
 from .folding import check_fold, fold
 from .metrics import count_macs, count_params, inference_speed, training_speed
 from .recipes import Recipe
 from .registry import build_model, list_models, model_card
-from .runlog import RunLog, load_run, load_runs
+from .restore import load_run
+from .runlog import RunLog, load_runs
 from .train import fit
+from .version import __version__
 
 __all__ = ["build_model", "list_models", "model_card", "count_params", "count_macs", "inference_speed",
            "training_speed",

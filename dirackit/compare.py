@@ -14,7 +14,8 @@ import torch
 
 from .folding import check_fold, fold
 from .metrics import inference_speed
-from .runlog import CHECKPOINT, RunLog, load_run, load_runs
+from .restore import load_run
+from .runlog import CHECKPOINT, RunLog, load_runs
 from .stats import Comparison, compare_paired, compare_unpaired
 
 __all__ = ["FAMILIES", "family_of", "summarize_runs", "deploy_speed", "compare_runs"]

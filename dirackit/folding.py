@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
+from .hooks import can_fold
+
 __all__ = ["fold", "fold_chain", "fuse_conv_bn", "check_fold", "FoldError"]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -28,7 +30,7 @@ class FoldError(AssertionError):
 def fold(model: nn.Module) -> nn.Module:
     """A new eval-mode model in inference form; ``model`` itself is left untouched."""
     folded = copy.deepcopy(model).eval()
-    if hasattr(folded, "fold") and not isinstance(folded, nn.Sequential):
+    if can_fold(folded) and not isinstance(folded, nn.Sequential):
         return folded.fold().eval()
     _fold_children(folded)
     return folded
@@ -36,7 +38,7 @@ def fold(model: nn.Module) -> nn.Module:
 
 def _fold_children(module: nn.Module) -> None:
     for name, child in module.named_children():
-        if hasattr(child, "fold"):
+        if can_fold(child):
             setattr(module, name, child.fold().eval())
         else:
             _fold_children(child)
@@ -71,7 +73,7 @@ def fold_chain(layers: Iterable[nn.Module]) -> nn.Sequential:
     """
     chain: list[nn.Module] = []
     for layer in layers:
-        layer = layer.fold() if hasattr(layer, "fold") else copy.deepcopy(layer)
+        layer = layer.fold() if can_fold(layer) else copy.deepcopy(layer)
         previous = chain[-1] if chain else None
         if isinstance(layer, _BNS) and isinstance(previous, _CONVS) and layer.track_running_stats:
             chain[-1] = fuse_conv_bn(previous, layer)
@@ -82,7 +84,7 @@ def fold_chain(layers: Iterable[nn.Module]) -> nn.Sequential:
 
 def unfolded_parts(model: nn.Module) -> list[str]:
     """Names of what ``fold`` would still change: foldable layers and conv->BN pairs."""
-    found = [n for n, m in model.named_modules() if n and hasattr(m, "fold")]
+    found = [n for n, m in model.named_modules() if n and can_fold(m)]
     for name, m in model.named_modules():
         if isinstance(m, nn.Sequential):
             kids = [c for c in m.children() if not isinstance(c, nn.Identity)]

@@ -3,6 +3,10 @@
 A name is parsed against every registered pattern; the numbers it carries become the builder's
 keyword arguments, so ``build_model("wrn-28-10", dropout=0.3)`` calls ``wrn(depth=28, width=10,
 num_classes=10, dropout=0.3)``. Builders take explicit keywords, so a misspelt option raises.
+
+The registry is a leaf: it imports no model family. Each family module registers itself with
+``@register`` when it is imported, and ``import dirackit`` imports them all (``dirackit.models``),
+as torchvision's and timm's registries are filled by their model packages.
 """
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from torch import nn
+
+from .hooks import set_build_spec
 
 __all__ = ["register", "build_model", "list_models", "model_card", "ModelCard"]
 
@@ -56,7 +62,6 @@ def register(pattern: str, *, paper: str, recipe: str, examples: tuple[str, ...]
 
 
 def _find(name: str) -> tuple[ModelCard, dict[str, int]]:
-    _load_families()
     for card in _CARDS.values():
         args = card.parse(name)
         if args is not None:
@@ -72,7 +77,7 @@ def build_model(name: str, num_classes: int = 10, **options) -> nn.Module:
     """
     card, args = _find(name)
     model = card.builder(**args, num_classes=num_classes, **options)
-    model.build_spec = {"name": name, "num_classes": num_classes, "options": dict(options)}
+    set_build_spec(model, name, num_classes, options)
     return model
 
 
@@ -83,9 +88,4 @@ def model_card(name: str) -> ModelCard:
 
 def list_models() -> list[str]:
     """Example names of every registered family (each one builds)."""
-    _load_families()
     return [n for card in _CARDS.values() for n in card.examples]
-
-
-def _load_families() -> None:
-    from . import models  # noqa: F401  (importing the family modules registers them)

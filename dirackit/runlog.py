@@ -2,7 +2,8 @@
 which test images the latest evaluation got right (``test_correct.json``, for paired comparisons).
 
 The log is plain JSON lines so ``pandas.read_json(path, lines=True)`` reads it and any tool can
-append to or plot it. ``load_runs`` stacks many runs into one DataFrame for comparison plots.
+append to or plot it. ``load_runs`` stacks many runs into one DataFrame for comparison plots;
+``dirackit.restore.load_run`` rebuilds a run's model.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Iterable
 from .atomic import atomic_write
 from .stats import pack_correct, unpack_correct
 
-__all__ = ["RunLog", "load_runs", "load_run"]
+__all__ = ["RunLog", "load_runs"]
 
 CONFIG, LOG, CHECKPOINT, TEST_CORRECT = "config.json", "log.jsonl", "checkpoint.pt", "test_correct.json"
 TIMING_COLUMNS = ("seconds", "images_per_s", "eval_seconds")  # differ between identical runs
@@ -137,23 +138,3 @@ def load_runs(paths: Iterable[str | os.PathLike] | str | os.PathLike):
         raise FileNotFoundError(f"no run folders (with {CONFIG}) under {[str(p) for p in paths]}")
     return pd.concat(frames, ignore_index=True)
 
-
-def load_run(dir: str | os.PathLike, weights: bool = True):
-    """``(model, config, log)`` of a run folder: the model rebuilt by name with the checkpoint's
-    weights (eval mode, CPU), the provenance dict, and the per-epoch DataFrame. ``weights=False``
-    rebuilds the architecture untrained (for runs shipped without their checkpoint, e.g. ``results/``),
-    with the learned structure the last log row records where the model has one (``set_structure``:
-    a G-ResNeXt's gates, which decide its folded shape)."""
-    from .checkpoint import load_checkpoint
-    from .registry import build_model
-    run = RunLog.read(dir)
-    spec = run.header.get("model", {})
-    if "name" not in spec or "options" not in spec:
-        raise ValueError(f"{dir}: the model was not built with dirackit.build_model, so it cannot be "
-                         f"rebuilt by name; build it yourself and load {CHECKPOINT}['model']")
-    model = build_model(spec["name"], num_classes=spec["num_classes"], **spec["options"])
-    if weights:
-        model.load_state_dict(load_checkpoint(run.dir / CHECKPOINT)["model"])
-    elif run.rows and hasattr(model, "set_structure"):
-        model.set_structure(run.rows[-1])
-    return model.eval(), run.header, run.frame()

@@ -1,11 +1,8 @@
 """Training: ``fit(model, data, recipe, out=DIR)``; its command line is ``python -m dirackit.train``.
 
-Models plug in through optional methods, looked up by name (none of them is required):
-
-- ``no_weight_decay() -> set[str]``: parameter names that get no weight decay (e.g. Dirac a, b);
-- ``loss(logits, targets) -> Tensor``: the training objective, replacing cross-entropy (e.g. a
-  complexity-budget term); evaluation always reports plain cross-entropy;
-- ``log_state() -> dict``: small JSON-able summaries added to each epoch's log row.
+``fit`` reads as its phases: start or resume, then per epoch train, evaluate, save. Models plug in
+through the optional hooks of ``dirackit.hooks`` (``no_weight_decay``, ``loss``, ``log_state``,
+``build_spec``); none of them is required.
 
 A run folder holds ``config.json`` (provenance), ``log.jsonl`` (one row per epoch) and
 ``checkpoint.pt`` (rewritten atomically every epoch). ``resume=True`` continues from the checkpoint
@@ -23,17 +20,20 @@ import time
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable
+from dataclasses import dataclass
+from typing import Callable, Iterable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import hooks
 from ..checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ..data import CifarData, DataError, GpuLoader
 from ..metrics import count_params
 from ..recipes import Recipe, WRN, lr_at
 from ..runlog import CHECKPOINT, RunLog, test_set_digest
+from ..version import __version__
 from .distributed import World, all_reduce, barrier, data_parallel, gather_objects, init_from_env, sync_buffers
 
 __all__ = ["fit", "evaluate", "param_groups", "sgd", "objective", "autocast_for", "train_loader", "resolve_device",
@@ -72,7 +72,7 @@ def param_groups(model: nn.Module, recipe: Recipe) -> list[dict]:
     dim > 1, i.e. conv and linear weights (the DiracNet reference). Names listed by the model's
     ``no_weight_decay()`` never decay.
     """
-    exempt = set(getattr(model, "no_weight_decay", lambda: ())())
+    exempt = hooks.no_weight_decay(model)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -91,7 +91,7 @@ def sgd(model: nn.Module, recipe: Recipe) -> torch.optim.SGD:
 
 def objective(model: nn.Module, recipe: Recipe) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The training loss: the model's own ``loss`` hook (e.g. a complexity budget), else cross-entropy."""
-    return getattr(model, "loss", None) or (
+    return hooks.custom_loss(model) or (
         lambda logits, y: F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing))
 
 
@@ -168,35 +168,85 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
     if sync_bn and device.type != "cuda":
         raise ValueError(f"sync_bn needs CUDA: SyncBatchNorm synchronises over NCCL and has no {device.type} "
                          f"version; train without it")
-    cuda = device.type == "cuda"
-    out = None if out is None else Path(out)
-    checkpoint_path = None if out is None else out / CHECKPOINT
-    model.to(device)
-    if cuda:
-        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
-    if cuda and recipe.channels_last:
-        model.to(memory_format=torch.channels_last)
-    _check_output_size(model, data, device)
-    if sync_bn and world.distributed:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    session = _start_or_resume(model, data, recipe, None if out is None else Path(out), resume=resume,
+                               progress=progress, device=device, world=world, sync_bn=sync_bn)
+    for epoch in range(session.start_epoch, recipe.epochs):
+        epoch_started = time.perf_counter()
+        trained = _train_epoch(session, epoch)
+        eval_started = time.perf_counter()
+        test_loss, test_acc, test_correct = evaluate(session.model, session.test_batches, session.autocast,
+                                                     flip=recipe.test_flip, per_image=True)
+        row = {"epoch": epoch + 1, "step": session.step, "lr": trained.lr,
+               "train_loss": trained.loss, "train_acc": trained.acc, "test_loss": test_loss, "test_acc": test_acc,
+               "seconds": round(trained.seconds, 4), "images_per_s": round(trained.images / trained.seconds, 1),
+               "eval_seconds": round(time.perf_counter() - eval_started, 4), **hooks.log_state(session.model)}
+        session.run.append(row)
+        if test_correct is not None:
+            session.run.write_test_correct(epoch + 1, test_correct, session.test_set)
+        _save(session, epoch)
+        if session.printing:
+            _print_epoch(row, recipe.epochs)
+        for callback in callbacks:
+            callback(row, session.run)
+        if time_limit is not None and epoch + 1 < recipe.epochs and not _next_epoch_fits(
+                epoch_started, started + time_limit, device):
+            break
+    return session.run
 
+
+@dataclass
+class _Session:
+    """What ``fit`` sets up once and every epoch uses."""
+
+    model: nn.Module  # the module whose weights are saved and evaluated
+    train_model: nn.Module  # what a training step calls: ``model``, maybe DDP-wrapped and compiled
+    optimizer: torch.optim.Optimizer
+    train_batches: GpuLoader
+    test_batches: GpuLoader
+    recipe: Recipe
+    device: torch.device
+    world: World
+    sync_bn: bool
+    run: RunLog
+    checkpoint: Path | None
+    start_epoch: int
+    step: int  # optimiser steps taken so far, over all epochs
+    test_set: str  # digest of the test images, naming what test_correct.json is about
+    autocast: Callable[[], AbstractContextManager]
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    bar: Callable
+    printing: bool
+
+
+class _TrainedEpoch(NamedTuple):
+    lr: float  # the last step's
+    loss: float  # mean over the epoch's images (all ranks)
+    acc: float
+    seconds: float
+    images: int
+
+
+def _start_or_resume(model: nn.Module, data: CifarData, recipe: Recipe, out: Path | None, *, resume: bool,
+                     progress: bool, device: torch.device, world: World, sync_bn: bool) -> _Session:
+    """Place the model, build the loaders and the optimiser, and create the run folder, or continue the
+    one in ``out`` from its checkpoint (weights, optimiser, RNG, epoch)."""
+    checkpoint = None if out is None else out / CHECKPOINT
+    model = _placed(model, data, recipe, device, world, sync_bn)
     train_batches = train_loader(data, recipe, device, rank=world.rank, world_size=world.world_size)
-    test_loader = GpuLoader(data.test_images, data.test_labels, batch_size=max(recipe.batch_size, 500),
-                            train=False, mean=data.mean, std=data.std, device=device, rank=world.rank,
-                            world_size=world.world_size)
-    steps_per_epoch = len(train_batches)
-    if steps_per_epoch == 0:
+    test_batches = GpuLoader(data.test_images, data.test_labels, batch_size=max(recipe.batch_size, 500),
+                             train=False, mean=data.mean, std=data.std, device=device, rank=world.rank,
+                             world_size=world.world_size)
+    if len(train_batches) == 0:
         raise ValueError(f"batch_size {recipe.batch_size} exceeds the {train_batches.num_samples} training "
                          f"images and drop_last is set: lower batch_size or use more data")
-
     optimizer = sgd(model, recipe)
     header = _provenance(model, data, recipe, device, world, sync_bn)
     start_epoch, run = 0, None
     if resume:
         if out is None:
             raise ValueError("resume=True needs out=DIR: the folder of the run to continue")
-        if checkpoint_path.is_file():
-            state = load_checkpoint(checkpoint_path, map_location=device)
+        if checkpoint.is_file():
+            state = load_checkpoint(checkpoint, map_location=device)
             _check_same_run(state, header, out)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -207,89 +257,106 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
                 run = RunLog(None, run.header, run.rows)  # rank 0 alone writes the folder
             run.truncate(start_epoch)
             run.add_session(header, start_epoch)
-    elif checkpoint_path is not None and checkpoint_path.exists():
+    elif checkpoint is not None and checkpoint.exists():
         raise FileExistsError(f"{out} already holds a run: pass resume=True (--resume) to continue it, "
                               f"or choose a new folder")
     if run is None:
         torch.manual_seed(recipe.seed + world.rank)  # ranks draw different dropout masks
         run = RunLog.create(out if world.is_main else None, header)
-
     train_model = data_parallel(model, device)
     train_model = torch.compile(train_model) if recipe.compile else train_model
-    autocast, loss_fn = autocast_for(recipe, device), objective(model, recipe)
-    log_state = getattr(model, "log_state", dict)
-    bar = _progress_bar(progress and world.is_main)
-    test_set = test_set_digest(data.test_images, data.test_labels)  # names the images test_correct.json is about
+    printing = progress and world.is_main
+    return _Session(model, train_model, optimizer, train_batches, test_batches, recipe, device, world, sync_bn,
+                    run, checkpoint, start_epoch, start_epoch * len(train_batches),
+                    test_set_digest(data.test_images, data.test_labels), autocast_for(recipe, device),
+                    objective(model, recipe), _progress_bar(printing), printing)
 
-    step = start_epoch * steps_per_epoch
-    for epoch in range(start_epoch, recipe.epochs):
-        epoch_started = time.perf_counter()
-        train_batches.set_epoch(epoch)
-        if recipe.momentum_reset and recipe.schedule == "step" and epoch in recipe.milestones:
-            optimizer.state.clear()  # as re-creating the optimiser at the lr drop: momentum starts from zero
-        model.train()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        first_bad = torch.full((), _NEVER, device=device, dtype=torch.long)  # global step of the first NaN
-        _sync(device)
-        t0 = time.perf_counter()
-        for x, y in bar(train_batches, desc=f"epoch {epoch + 1}/{recipe.epochs}"):
-            lr = lr_at(recipe, step, steps_per_epoch)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with autocast():
-                logits = train_model(x)
-                loss = loss_fn(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss = loss.detach()
-            loss_sum += loss * len(y)
-            correct += (logits.argmax(1) == y).sum()
-            first_bad = torch.where(torch.isfinite(loss), first_bad, first_bad.clamp(max=step))
-            step += 1
-            if step % recipe.nan_check_every == 0:
-                _raise_if_diverged(first_bad, epoch, steps_per_epoch, checkpoint_path)
-        _raise_if_diverged(first_bad, epoch, steps_per_epoch, checkpoint_path)
-        _sync(device)
-        seconds = time.perf_counter() - t0
-        all_reduce(loss_sum)  # sums over the ranks' parts: the log holds what one process would report
-        all_reduce(correct)
-        sync_buffers(model)
-        t1 = time.perf_counter()
-        test_loss, test_acc, test_correct = evaluate(model, test_loader, autocast, flip=recipe.test_flip,
-                                                     per_image=True)
-        seen = steps_per_epoch * recipe.batch_size if recipe.drop_last else train_batches.num_samples
-        row = {"epoch": epoch + 1, "step": step, "lr": lr,
-               "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
-               "test_loss": test_loss, "test_acc": test_acc,
-               "seconds": round(seconds, 4), "images_per_s": round(seen / seconds, 1),
-               "eval_seconds": round(time.perf_counter() - t1, 4), **log_state()}
-        run.append(row)
-        if test_correct is not None:
-            run.write_test_correct(epoch + 1, test_correct, test_set)
-        if checkpoint_path is not None:
-            rng_ranks = gather_objects(rng_state())
-            if world.is_main:
-                save_checkpoint({"epoch": epoch + 1, "step": step, "model": model.state_dict(),
-                                 "optimizer": optimizer.state_dict(), "rng": rng_ranks[0],
-                                 "loader": train_batches.state_dict(), "recipe": recipe.asdict(),
-                                 "model_spec": header["model"], "world_size": world.world_size,
-                                 "sync_bn": sync_bn, **({"rng_ranks": rng_ranks} if world.distributed else {})},
-                                checkpoint_path)
-            barrier()  # the checkpoint is on disk before any rank moves on (and may resume from it)
-        if progress and world.is_main:
-            print(f"epoch {epoch + 1:>3}/{recipe.epochs}  train loss {row['train_loss']:.3f} "
-                  f"acc {row['train_acc']:.3f}  test loss {test_loss:.3f} acc {test_acc:.3f}  "
-                  f"{row['images_per_s']:.0f} img/s", flush=True)
-        for callback in callbacks:
-            callback(row, run)
-        if time_limit is not None and epoch + 1 < recipe.epochs:
-            now = time.perf_counter()
-            fits = torch.tensor(int(now + (now - epoch_started) <= started + time_limit), device=device)
-            if not all_reduce(fits, "min").item():  # every rank stops after the same epoch
-                break
-    return run
+
+def _placed(model: nn.Module, data: CifarData, recipe: Recipe, device: torch.device, world: World,
+            sync_bn: bool) -> nn.Module:
+    """The model on ``device`` in the recipe's memory layout, checked against the data's classes."""
+    model.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
+        if recipe.channels_last:
+            model.to(memory_format=torch.channels_last)
+    _check_output_size(model, data, device)
+    if sync_bn and world.distributed:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+def _train_epoch(s: _Session, epoch: int) -> _TrainedEpoch:
+    """One pass over the training batches: the hot loop. Losses and hits stay on the device, and the
+    NaN check reads them back only every ``recipe.nan_check_every`` steps."""
+    recipe, optimizer, device = s.recipe, s.optimizer, s.device
+    train_model, autocast, loss_fn = s.train_model, s.autocast, s.loss_fn
+    steps_per_epoch = len(s.train_batches)
+    s.train_batches.set_epoch(epoch)
+    if recipe.momentum_reset and recipe.schedule == "step" and epoch in recipe.milestones:
+        optimizer.state.clear()  # as re-creating the optimiser at the lr drop: momentum starts from zero
+    s.model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    first_bad = torch.full((), _NEVER, device=device, dtype=torch.long)  # global step of the first NaN
+    step = s.step
+    _sync(device)
+    t0 = time.perf_counter()
+    for x, y in s.bar(s.train_batches, desc=f"epoch {epoch + 1}/{recipe.epochs}"):
+        lr = lr_at(recipe, step, steps_per_epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with autocast():
+            logits = train_model(x)
+            loss = loss_fn(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss = loss.detach()
+        loss_sum += loss * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        first_bad = torch.where(torch.isfinite(loss), first_bad, first_bad.clamp(max=step))
+        step += 1
+        if step % recipe.nan_check_every == 0:
+            _raise_if_diverged(first_bad, epoch, steps_per_epoch, s.checkpoint)
+    _raise_if_diverged(first_bad, epoch, steps_per_epoch, s.checkpoint)
+    _sync(device)
+    seconds = time.perf_counter() - t0
+    s.step = step
+    all_reduce(loss_sum)  # sums over the ranks' parts: the log holds what one process would report
+    all_reduce(correct)
+    sync_buffers(s.model)
+    seen = steps_per_epoch * recipe.batch_size if recipe.drop_last else s.train_batches.num_samples
+    return _TrainedEpoch(lr, loss_sum.item() / seen, correct.item() / seen, seconds, seen)
+
+
+def _save(s: _Session, epoch: int) -> None:
+    """Rewrite the checkpoint after ``epoch``: everything an exact resume needs (rank 0 writes it)."""
+    if s.checkpoint is None:
+        return
+    rng_ranks = gather_objects(rng_state())
+    if s.world.is_main:
+        save_checkpoint({"epoch": epoch + 1, "step": s.step, "model": s.model.state_dict(),
+                         "optimizer": s.optimizer.state_dict(), "rng": rng_ranks[0],
+                         "loader": s.train_batches.state_dict(), "recipe": s.recipe.asdict(),
+                         "model_spec": hooks.build_spec(s.model), "world_size": s.world.world_size,
+                         "sync_bn": s.sync_bn, **({"rng_ranks": rng_ranks} if s.world.distributed else {})},
+                        s.checkpoint)
+    barrier()  # the checkpoint is on disk before any rank moves on (and may resume from it)
+
+
+def _print_epoch(row: dict, epochs: int) -> None:
+    print(f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.3f} "
+          f"acc {row['train_acc']:.3f}  test loss {row['test_loss']:.3f} acc {row['test_acc']:.3f}  "
+          f"{row['images_per_s']:.0f} img/s", flush=True)
+
+
+def _next_epoch_fits(epoch_started: float, deadline: float, device: torch.device) -> bool:
+    """Whether another epoch as long as the last one ends before ``deadline``; every rank gets the same
+    answer, so all stop after the same epoch."""
+    now = time.perf_counter()
+    fits = torch.tensor(int(now + (now - epoch_started) <= deadline), device=device)
+    return bool(all_reduce(fits, "min").item())
 
 
 def _check_output_size(model: nn.Module, data: CifarData, device: torch.device) -> None:
@@ -342,10 +409,8 @@ def _progress_bar(enabled: bool):
 
 def _provenance(model: nn.Module, data: CifarData, recipe: Recipe, device: torch.device, world: World,
                 sync_bn: bool) -> dict:
-    from .. import __version__
-    spec = getattr(model, "build_spec", {"name": type(model).__name__})
     return {
-        "model": spec, "num_params": count_params(model), "recipe": recipe.asdict(), "seed": recipe.seed,
+        "model": hooks.build_spec(model), "num_params": count_params(model), "recipe": recipe.asdict(), "seed": recipe.seed,
         "data": {"source": data.source, "sha256": data.sha256, "classes": list(data.classes),
                  "train_images": len(data.train_labels), "test_images": len(data.test_labels)},
         "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
