@@ -12,8 +12,8 @@ from typing import Iterable
 
 import torch
 
-from .folding import check_fold, fold
-from .metrics import inference_speed
+from .folding import check_fold
+from .metrics import fold_speed
 from .restore import load_run
 from .runlog import CHECKPOINT, RunLog, load_runs
 from .stats import Comparison, compare_paired, compare_unpaired
@@ -56,23 +56,21 @@ def summarize_runs(paths: Iterable[str | os.PathLike] | str | os.PathLike):
 
 def deploy_speed(runs: Iterable[str], batch_size: int = 256, steps: int = 5, repeats: int = 3,
                  device: str | torch.device = "cpu", probe_size: int = 8) -> list[dict]:
-    """For each run folder: inference img/s of its trained model unfolded and folded (all timed in
-    the same rounds), the speed-up, and the fold's error on random inputs. A run shipped without its
-    checkpoint (``results/``) is timed untrained but with its logged structure (a G-ResNeXt's learned
-    groups), which costs the same as the trained model; ``trained`` says which."""
+    """For each run folder: inference img/s of its trained model unfolded and folded, with
+    ``fold_speedup`` (all timed in the same rounds by ``metrics.fold_speed``), and the fold's error on
+    random inputs. A run shipped without its checkpoint (``results/``) is timed untrained but with its
+    logged structure (a G-ResNeXt's learned groups), which costs the same as the trained model;
+    ``trained`` says which."""
     models, rows = {}, []
     torch.manual_seed(0)
     probe = torch.randn(probe_size, 3, 32, 32)
     for run in runs:
         trained = Path(run, CHECKPOINT).is_file()
         model, _, _ = load_run(run, weights=trained)
-        models[run], models[run + " folded"] = model, fold(model)
+        models[run] = model
         rows.append({"run": run, "trained": trained, "fold_error": check_fold(model, probe)})
-    speed = inference_speed(models, batch_size, steps, repeats, device)
-    for row in rows:
-        row["unfolded_img_s"], row["folded_img_s"] = speed[row["run"]], speed[row["run"] + " folded"]
-        row["fold_speedup"] = row["folded_img_s"] / row["unfolded_img_s"]
-    return rows
+    speed = fold_speed(models, batch_size, steps, repeats, device)
+    return [{**row, **speed[row["run"]]} for row in rows]
 
 
 def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, a: str | None = None,

@@ -5,14 +5,14 @@ import torch
 
 import dirackit as dk
 from dirackit import bench
-from dirackit.bench import data as bench_data, paths, peak, steps
+from dirackit.bench import inputs as bench_data, paths, peak, steps
 from dirackit.bench.dgmask import _closed_form_mask
 
 
-def test_fold_speed_measures_both_forms_of_the_same_model():
-    [r] = bench.fold_speed(["diracnet-10-1"], batch_size=8, steps=1, repeats=1)
+def test_fold_table_measures_both_forms_of_the_same_model():
+    [r] = bench.fold_table(["diracnet-10-1"], batch_size=8, steps=1, repeats=1)
     assert r["unfolded_img_s"] > 0 and r["folded_img_s"] > 0
-    assert r["speedup"] == pytest.approx(r["folded_img_s"] / r["unfolded_img_s"])
+    assert r["fold_speedup"] == pytest.approx(r["folded_img_s"] / r["unfolded_img_s"])
     assert r["fold_error"] <= 1e-5
     # alpha, beta and BN gamma/beta (4 per channel) become one bias per channel
     channels = sum(c.out_channels for _, c in dk.build_model("diracnet-10-1").dirac_convs()) + 16
@@ -44,7 +44,7 @@ def test_unknown_model_is_a_usage_error(capsys):
 
 
 def test_fold_rows_report_macs_of_both_forms():
-    [r] = bench.fold_speed(["g-resnext-11-8x4d"], batch_size=2, steps=1, repeats=1)
+    [r] = bench.fold_table(["g-resnext-11-8x4d"], batch_size=2, steps=1, repeats=1)
     model = dk.build_model("g-resnext-11-8x4d")
     assert r["macs"] == dk.count_macs(model) and r["folded_macs"] < r["macs"]  # random gates: some groups > 1
 
@@ -152,7 +152,7 @@ def test_matmul_peak_counts_two_flops_per_multiply_add(monkeypatch):
         calls.append(fn())  # the timed call really multiplies
         return {"matmul": 0.5}
 
-    monkeypatch.setattr(peak, "_timed_in_turns", fake_timer)
+    monkeypatch.setattr(peak, "timed_in_turns", fake_timer)
     p = bench.matmul_peak("cpu", size=64, steps=4)
     assert p.flops == pytest.approx(2 * 64**3 * 4 / 0.5) and p.dtype == torch.float32 and p.size == 64
     assert calls[0].shape == (64, 64) and "float32 matmul 64x64" in p.describe()

@@ -19,14 +19,14 @@ from ..recipes import PRESETS, Recipe, get_recipe
 from ..registry import build_model
 from ..train import resolve_device
 from .accuracy import time_to_accuracy
-from .data import bench_data
+from .inputs import bench_data
 from .dgmask import mask_cost, parse_layer
 from .diracops import check_dirac_model, dirac_ops
-from .fold import fold_speed
+from .fold_speed import fold_table
 from .paths import path_speed
 from .peak import matmul_peak
 from .steps import COMPILE_MODES, compile_mode_for
-from .train import train_speed
+from .train_speed import train_speed
 
 __all__ = ["main"]
 
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(error).splitlines()[0])
     print(_header(device, argv))
     if args.what == "fold":
-        _print_fold(fold_speed(args.models, args.batch_size, args.steps, args.repeats, device))
+        _print_fold(fold_table(args.models, args.batch_size, args.steps, args.repeats, device))
     elif args.what == "train":
         _print_train(args, device)
     elif args.what == "dgmask":
@@ -174,7 +174,7 @@ def _print_fold(rows: list[dict]) -> None:
                   "speed-up", "fold error"],
                  [[r["model"], f"{r['params']:,}", f"{r['folded_params']:,}", f"{r['macs'] / 1e6:,.1f}",
                    f"{r['folded_macs'] / 1e6:,.1f}", f"{r['unfolded_img_s']:,.0f}", f"{r['folded_img_s']:,.0f}",
-                   f"{r['speedup']:.2f}x", f"{r['fold_error']:.1e}"] for r in rows])
+                   f"{r['fold_speedup']:.2f}x", f"{r['fold_error']:.1e}"] for r in rows])
 
 
 def _print_train(args: argparse.Namespace, device: torch.device) -> None:

@@ -16,12 +16,10 @@ from dataclasses import dataclass
 import torch
 
 from ..data import CifarData
-from ..folding import fold
-from ..metrics import _timed_in_turns, count_macs, count_params
-from ..recipes import Recipe, get_recipe
-from ..train import autocast_for
+from ..metrics import count_macs, count_params, fold_speed
+from ..recipes import get_recipe
 from ..registry import build_model, model_card
-from .data import reference_loader
+from .inputs import reference_loader
 from .peak import MatmulPeak, matmul_peak, mfu
 from .steps import Step, fast_step, reference_step
 
@@ -89,25 +87,6 @@ def _timed_rounds(paths: dict[str, _Path], steps: int, repeats: int,
             for name, path in paths.items()}
 
 
-def _inference_speed(model: torch.nn.Module, batch_size: int, steps: int, repeats: int,
-                     device: torch.device) -> tuple[float, float]:
-    """Eval img/s of ``model`` and of ``fold(model)`` in turns, with the fast path's precision and layout."""
-    cuda = device.type == "cuda"
-    layout = torch.channels_last if cuda else torch.contiguous_format
-    forms = {"unfolded": model.eval(), "folded": fold(model).to(memory_format=layout)}
-    x = torch.randn(batch_size, 3, 32, 32, device=device).contiguous(memory_format=layout)
-    autocast = autocast_for(Recipe(bf16=True), device)
-
-    def forward_of(m: torch.nn.Module):
-        def forward() -> None:
-            with torch.inference_mode(), autocast():
-                m(x)
-        return forward
-
-    best = _timed_in_turns({k: forward_of(m) for k, m in forms.items()}, steps, repeats, device)
-    return batch_size * steps / best["unfolded"], batch_size * steps / best["folded"]
-
-
 def path_speed(names: list[str], data: CifarData, *, batch_size: int | None = None,
                fast_batch_size: int | None = None, steps: int = 20, repeats: int = 3, workers: int = 4,
                compile_mode: str | None = None, peak: MatmulPeak | None = None,
@@ -158,11 +137,11 @@ def _measure(name: str, data: CifarData, ref_batch: int, fast_batch: int, steps:
     timed = _timed_rounds(paths, steps, repeats, device)
     ref_img_s = steps * ref_batch / timed["reference"][0]
     fast_img_s = steps * fast_batch / timed["fast"][0]
-    unfolded_img_s, folded_img_s = _inference_speed(fast_model, fast_batch, steps, repeats, device)
+    cuda = device.type == "cuda"  # inference as the fast path runs: bf16 and channels_last on CUDA
+    inference = fold_speed({name: fast_model}, fast_batch, steps, repeats, device, bf16=cuda, channels_last=cuda)
     return {"model": name, "params": count_params(ref_model), "macs": macs, "batch": ref_batch,
             "fast_batch": fast_batch, "ref_img_s": ref_img_s, "fast_img_s": fast_img_s,
             "ratio": fast_img_s / ref_img_s, "ref_peak_bytes": timed["reference"][1],
             "fast_peak_bytes": timed["fast"][1], "ref_mfu": mfu(ref_img_s, macs, peak.flops),
             "fast_mfu": mfu(fast_img_s, macs, peak.flops), "fast_warmup_s": paths["fast"].warmup_s,
-            "unfolded_img_s": unfolded_img_s, "folded_img_s": folded_img_s,
-            "fold_speedup": folded_img_s / unfolded_img_s}
+            **inference[name]}

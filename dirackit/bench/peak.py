@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..metrics import _timed_in_turns
+from ..metrics import timed_in_turns
 
 __all__ = ["MatmulPeak", "matmul_peak", "training_flops", "mfu"]
 
@@ -47,7 +47,7 @@ def matmul_peak(device: str | torch.device = "cpu", size: int | None = None, ste
     a = torch.randn(size, size, device=device, dtype=dtype, generator=g)
     b = torch.randn(size, size, device=device, dtype=dtype, generator=g)
     out = torch.empty(size, size, device=device, dtype=dtype)
-    [seconds] = _timed_in_turns({"matmul": lambda: torch.mm(a, b, out=out)}, steps, repeats, device).values()
+    [seconds] = timed_in_turns({"matmul": lambda: torch.mm(a, b, out=out)}, steps, repeats, device).values()
     return MatmulPeak(2 * size**3 * steps / seconds, dtype, size, str(device))
 
 

@@ -12,10 +12,10 @@ from matplotlib.figure import Figure
 from ..runlog import RunLog
 from .figure import NotebookFigure
 
-__all__ = ["LiveCurves", "plot_curves"]
+__all__ = ["LiveCurves", "plot_curves", "labelled_frames"]
 
 
-def _frames(runs) -> list[tuple[str, "object"]]:
+def labelled_frames(runs) -> list[tuple[str, "object"]]:
     """(label, per-epoch DataFrame) pairs from a RunLog, a DataFrame (``load_runs`` output) or a list."""
     import pandas as pd
     if isinstance(runs, RunLog):
@@ -25,7 +25,7 @@ def _frames(runs) -> list[tuple[str, "object"]]:
             return [("run", runs)]
         return [(f"{g['model'].iloc[0]} ({name})" if "model" in g else str(name), g)
                 for name, g in runs.groupby("run", sort=False)]
-    return [pair for run in runs for pair in _frames(run)]
+    return [pair for run in runs for pair in labelled_frames(run)]
 
 
 def plot_curves(runs: RunLog | Iterable[RunLog] | "object", fig: Figure | None = None) -> Figure:
@@ -39,7 +39,7 @@ def plot_curves(runs: RunLog | Iterable[RunLog] | "object", fig: Figure | None =
     fig = fig or NotebookFigure(figsize=(10, 3.6))
     fig.clear()
     ax_loss, ax_err = fig.subplots(1, 2)
-    frames = _frames(runs)
+    frames = labelled_frames(runs)
     for i, (label, frame) in enumerate(frames):
         color = f"C{i % 10}"
         for split, style in (("train", "--"), ("test", "-")):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..runlog import RunLog
-from .curves import _frames
+from .curves import labelled_frames
 
 __all__ = ["bokeh_curves", "show_bokeh"]
 
@@ -26,7 +26,7 @@ def bokeh_curves(runs: RunLog | Iterable[RunLog] | "object", log_loss: bool = Tr
     from bokeh.palettes import Category10_10
     from bokeh.plotting import figure
 
-    frames = _frames(runs)
+    frames = labelled_frames(runs)
     if not frames:
         raise ValueError("no runs to plot: pass a RunLog, a list of them or dk.load_runs(folder)")
     loss = figure(title="loss", x_axis_label="epoch", y_axis_label="cross-entropy", width=width, height=height,
