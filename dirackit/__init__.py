@@ -6,21 +6,22 @@ dirackit never pulls in matplotlib, bokeh or ipywidgets.
 from __future__ import annotations
 
 from . import models  # registers every model family (the registry itself imports none)
-from . import claims, compare, explore, layers, papers, recipes, stats
+from . import claims, compare, course, explore, layers, papers, recipes, stats
 from .data import CifarData, DataError, GpuLoader, load_cifar
 from .folding import check_fold, fold
-from .metrics import count_macs, count_params, inference_speed, training_speed
+from .metrics import count_macs, count_params, fold_speed, inference_speed, training_speed
 from .recipes import Recipe
 from .registry import build_model, list_models, model_card
 from .restore import load_run
 from .runlog import RunLog, load_runs
-from .train import fit
+from .train import fit, resolve_device
 from .version import __version__
 
 __all__ = ["build_model", "list_models", "model_card", "count_params", "count_macs", "inference_speed",
-           "training_speed",
+           "fold_speed", "training_speed",
            "fold", "check_fold", "Recipe", "recipes", "layers", "load_cifar", "CifarData", "GpuLoader",
-           "DataError", "fit", "RunLog", "load_run", "load_runs", "explore", "compare", "claims", "papers", "stats"]
+           "DataError", "fit", "resolve_device", "RunLog", "load_run", "load_runs", "explore", "compare", "course",
+           "claims", "papers", "stats"]
 
 
 def __getattr__(name: str):

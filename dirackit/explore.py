@@ -7,7 +7,6 @@ estimate for training, and (on request, cached) the measured training speed on t
 from __future__ import annotations
 
 import functools
-import math
 import os
 from pathlib import Path
 
@@ -16,12 +15,12 @@ from torch import nn
 
 from .data import CifarData
 from .metrics import count_macs, count_params, training_speed
+from .models.depth import basic_blocks
 from .recipes import Recipe
 from .registry import build_model
 from .train import fit
 
-__all__ = ["PAPER_RESULTS", "describe", "training_memory", "measured_speed", "wrn_name", "try_network",
-           "check_answer"]
+__all__ = ["PAPER_RESULTS", "describe", "training_memory", "measured_speed", "wrn_name", "try_network"]
 
 # Zagoruyko & Komodakis, BMVC 2016, final table (mean/std preprocessing, no dropout, median of 5
 # runs): params in millions as published, test error in %. ``name`` is the registry model, if any.
@@ -40,8 +39,7 @@ PAPER_RESULTS = (
 
 def wrn_name(depth: int, width: int) -> str:
     """The registry name of WRN-depth-width, with a clear error for an impossible depth."""
-    if depth < 10 or (depth - 4) % 6:
-        raise ValueError(f"a WRN's depth is 6n+4 with n >= 1 (10, 16, 22, 28, 34, 40, ...), got {depth}")
+    basic_blocks(depth, "WRN")
     if width < 1:
         raise ValueError(f"a WRN's width k is a positive integer, got {width}")
     return f"wrn-{depth}-{width}"
@@ -112,17 +110,3 @@ def try_network(name: str, data: CifarData, recipe: Recipe, out: str | os.PathLi
             "test_acc": last["test_acc"], "train_img_s": last["images_per_s"],
             "seconds": sum(r["seconds"] for r in run.rows)}
 
-
-def check_answer(answer, expected, rel: float = 0.0) -> bool:
-    """An exercise's check cell: says whether ``answer`` is right (within ``rel``, relative, for
-    numbers) without giving the expected value away. ``None`` means not answered yet."""
-    if answer is None:
-        print("Not answered yet: set the answer variable in the cell above and run this cell again.")
-        return False
-    if isinstance(expected, (int, float)) and not isinstance(expected, bool):
-        right = (isinstance(answer, (int, float)) and not isinstance(answer, bool)
-                 and math.isclose(answer, expected, rel_tol=rel, abs_tol=0))
-    else:
-        right = answer == expected
-    print("Right." if right else "Not quite: check your reasoning (or the code) and try again.")
-    return right

@@ -21,6 +21,7 @@ from torch import nn
 from ..folding import fold_chain
 from ..layers import DiracConv2d, dirac_weights
 from ..registry import register
+from .depth import basic_blocks
 from .init import reference_init
 
 __all__ = ["DiracNet", "diracnet", "plain"]
@@ -137,11 +138,10 @@ def _leaves(module: nn.Module) -> Iterator[nn.Module]:
 
 
 def _build(depth: int, width: int, num_classes: int, conv: type[nn.Conv2d], family: str) -> DiracNet:
-    if depth < 10 or (depth - 4) % 6:
-        raise ValueError(f"{family} depth must be 6n+4 with n >= 1 (10, 16, 28, 34, 100, 202, ...), got {depth}")
+    n = basic_blocks(depth, family)
     if width < 1:
         raise ValueError(f"{family} width must be a positive integer, got {width}")
-    return DiracNet(2 * ((depth - 4) // 6), (16 * width, 32 * width, 64 * width), num_classes, conv)
+    return DiracNet(2 * n, (16 * width, 32 * width, 64 * width), num_classes, conv)
 
 
 @register("diracnet-{depth}-{width}", paper=_PAPER, recipe="diracnet",

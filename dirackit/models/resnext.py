@@ -25,6 +25,7 @@ from torch import nn
 from ..folding import fuse_conv_bn
 from ..layers import DGConv2d
 from ..registry import register
+from .depth import bottleneck_blocks
 
 __all__ = ["ResNeXt", "Bottleneck", "FoldedBottleneck", "resnext", "g_resnext"]
 
@@ -186,15 +187,14 @@ class ResNeXt(nn.Module):
 def _check(depth: int, cardinality: int, width: int, learned: bool, base_channels: int) -> int:
     if base_channels < 1:
         raise ValueError(f"base_channels must be >= 1 (64 in the paper), got {base_channels}")
-    if depth < 11 or (depth - 2) % 9:
-        raise ValueError(f"ResNeXt depth must be 9n+2 with n >= 1 (29 in the paper), got {depth}")
+    n = bottleneck_blocks(depth, "ResNeXt")
     if cardinality < 1 or width < 1:
         raise ValueError(f"cardinality and width must be >= 1, got {cardinality}x{width}d")
     inner = cardinality * width
     if learned and inner & (inner - 1):
         raise ValueError(f"G-ResNeXt needs cardinality*width to be a power of two (DGConv channels), got "
                          f"{cardinality}x{width}d = {inner}; e.g. 32x4d or 8x4d")
-    return (depth - 2) // 9
+    return n
 
 
 @register("resnext-{depth}-{cardinality}x{width}d", paper="Xie et al., CVPR 2017 (ResNeXt, CIFAR template)",

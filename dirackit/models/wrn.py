@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..registry import register
+from .depth import basic_blocks, bottleneck_blocks
 from .init import reference_init
 
 __all__ = ["PreActBasicBlock", "PreActBottleneck", "CifarResNet", "wrn", "preresnet"]
@@ -110,12 +111,10 @@ def _check_positive(what: str, value: float) -> None:
                   "wrn-16-4": 2_748_890, "wrn-40-1": 563_930, "wrn-52-1": 758_362})
 def wrn(depth: int, width: int, *, num_classes: int = 10, dropout: float = 0.0) -> CifarResNet:
     """WRN-depth-width: (depth-4)/6 basic blocks per stage at widths 16k, 32k, 64k."""
-    if depth < 10 or (depth - 4) % 6:
-        raise ValueError(f"WRN depth must be 6n+4 with n >= 1 (10, 16, 22, 28, 40, ...), got {depth}")
+    n = basic_blocks(depth, "WRN")
     _check_positive("WRN width k", width)
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    n = (depth - 4) // 6
     return CifarResNet(lambda i, o, s: PreActBasicBlock(i, o, s, dropout), n,
                        (16 * width, 32 * width, 64 * width), num_classes)
 
@@ -124,7 +123,5 @@ def wrn(depth: int, width: int, *, num_classes: int = 10, dropout: float = 0.0) 
           recipe="preresnet", examples=("preresnet-164", "preresnet-29"))
 def preresnet(depth: int, *, num_classes: int = 10) -> CifarResNet:
     """Pre-activation bottleneck ResNet-depth: (depth-2)/9 bottlenecks per stage, outputs 64/128/256."""
-    if depth < 11 or (depth - 2) % 9:
-        raise ValueError(f"pre-activation ResNet depth must be 9n+2 with n >= 1 (11, 20, 29, ..., 164), "
-                         f"got {depth}")
-    return CifarResNet(PreActBottleneck, (depth - 2) // 9, (64, 128, 256), num_classes)
+    return CifarResNet(PreActBottleneck, bottleneck_blocks(depth, "pre-activation ResNet"), (64, 128, 256),
+                       num_classes)
