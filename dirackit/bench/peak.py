@@ -1,7 +1,9 @@
 """The device's measured matmul peak, and model-FLOP utilisation (MFU) against it.
 
-MFU = achieved training FLOP/s / peak FLOP/s, with training FLOPs = 3 x forward = 6 x forward
-multiply-adds per image (the rule airbench uses, ``docs/performance.md``). The peak is measured in
+MFU = achieved training FLOP/s / peak FLOP/s (as Chowdhery et al. define it for PaLM, arXiv:2204.02311,
+Appendix B), with training FLOPs = 6 x forward multiply-adds per image: a multiply-add is 2 FLOPs,
+and the backward pass computes the gradients of both the activations and the weights, each about
+the forward's cost, so a step costs about 3 forwards. The peak is measured in
 the same run rather than taken from a data sheet, so the ratio shows what the model leaves unused
 on this device as it is clocked and cooled today.
 """

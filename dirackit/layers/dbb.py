@@ -1,7 +1,8 @@
 """Diverse Branch Block (Ding et al., CVPR 2021, arXiv:2103.13425) and an online variant of it.
 
 A DBB stands in for a ``K x K conv + BN`` during training. Four branches see the same input and
-their outputs are summed (``algorithms.md`` 4.1):
+their outputs are summed (the paper's Fig. 2; the authors' ``diversebranchblock.py`` in
+github.com/DingXiaoH/DiverseBranchBlock):
 
     K x K     conv KxK (stride s, padding p = K // 2, groups g) -> BN
     1 x 1     conv 1x1 (stride s, groups g) -> BN                       (not when depthwise)

@@ -11,9 +11,10 @@ is therefore close to the identity, which is what lets a deep chain without skip
 After training, ``fold()`` bakes ``W_hat`` into a plain conv: the same function, no extra cost.
 
 Computing ``W_hat`` takes a handful of small ops per layer, which add up in a deep narrow DiracNet
-(on a GPU each op is a kernel launch; DiracNet-34-2 was measured launch-bound on an H100 at batch 128,
-3.4k img/s against 14.2k at batch 512, in the project's shared performance notes). ``dirac_weights(layers)`` computes the effective weights of
-many layers with one batched set of ops per weight shape; ``forward(x, weight=...)`` takes one of them.
+(on a GPU each op is a kernel launch, whose fixed cost is not small next to a narrow layer's conv).
+``dirac_weights(layers)`` computes the effective weights of many layers with one batched set of ops
+per weight shape (``python -m dirackit.bench dirac-ops`` counts the ops of both ways);
+``forward(x, weight=...)`` takes one of them.
 """
 from __future__ import annotations
 

@@ -99,7 +99,7 @@ def test_transform_V_avg_pool_kernel_is_average_pooling(K, stride, padding, grou
     assert kernel.shape == (6, 6 // groups, K, K)
     pooled = F.avg_pool2d(x, K, stride, padding, count_include_pad=True)
     torch.testing.assert_close(F.conv2d(x, kernel, stride=stride, padding=padding, groups=groups), pooled)
-    if padding:  # a pool that ignores the padded zeros is not this conv (pitfall in algorithms.md 4.5)
+    if padding:  # transform V averages over the padded zeros too: a pool that ignores them is not this conv
         assert not torch.allclose(F.avg_pool2d(x, K, stride, padding, count_include_pad=False), pooled)
 
 

@@ -16,7 +16,7 @@ CARD = dk.model_card("diracnet-34-2").params
 
 @pytest.mark.parametrize("name", sorted(CARD))
 def test_parameter_counts_match_the_paper_layout(name):
-    # algorithms.md 2.3: these reproduce every parameter label of the paper's Figure 1 and Table 2
+    # these reproduce every parameter label of the DiracNets paper's Figure 1 and Table 2 (arXiv:1706.00388)
     assert dk.count_params(dk.build_model(name)) == CARD[name]
 
 

@@ -13,7 +13,7 @@ from dirackit.train import param_groups
 
 
 def test_parameter_counts_of_the_cifar_template():
-    # algorithms.md 3.3 (computed from the ResNeXt paper's CIFAR template; 8x64d is the paper's 34.4M)
+    # the ResNeXt paper's CIFAR template (Xie et al. 2017, arXiv:1611.05431); its CIFAR table lists 34.4M for 8x64d
     assert dk.count_params(dk.build_model("resnext-29-32x4d")) == 4_775_754
     assert dk.count_params(dk.build_model("resnext-29-8x64d")) == 34_426_698
     g = dk.build_model("g-resnext-29-32x4d")
