@@ -11,13 +11,13 @@ from .data import CifarData, DataError, GpuLoader, load_cifar
 from .folding import check_fold, fold
 from .metrics import count_macs, count_params, fold_speed, inference_speed, training_speed
 from .recipes import Recipe
-from .registry import build_model, list_models, model_card
+from .registry import build_model, list_models, model_card, paper_recipe
 from .restore import load_run
 from .runlog import RunLog, load_runs
 from .train import fit, resolve_device
 from .version import __version__
 
-__all__ = ["build_model", "list_models", "model_card", "count_params", "count_macs", "inference_speed",
+__all__ = ["build_model", "list_models", "model_card", "paper_recipe", "count_params", "count_macs", "inference_speed",
            "fold_speed", "training_speed",
            "fold", "check_fold", "Recipe", "recipes", "layers", "load_cifar", "CifarData", "GpuLoader",
            "DataError", "fit", "resolve_device", "RunLog", "load_run", "load_runs", "explore", "compare", "course",

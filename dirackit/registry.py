@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from torch import nn
 
+if TYPE_CHECKING:
+    from .recipes import Recipe
+
 from .hooks import set_build_spec
 
-__all__ = ["register", "build_model", "list_models", "model_card", "ModelCard"]
+__all__ = ["register", "build_model", "list_models", "model_card", "paper_recipe", "ModelCard"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,14 @@ def build_model(name: str, num_classes: int = 10, **options) -> nn.Module:
 def model_card(name: str) -> ModelCard:
     """The card of the family ``name`` belongs to (paper, recipe name, reference counts)."""
     return _find(name)[0]
+
+
+def paper_recipe(name: str, **changes) -> "Recipe":
+    """The training recipe of the paper model ``name`` comes from, with ``changes`` applied: e.g.
+    ``paper_recipe("diracnet-34-1", epochs=6)`` is DiracNet's recipe shortened to 6 epochs, its lr
+    milestones scaled with it (``Recipe.replace``)."""
+    from .recipes import get_recipe
+    return get_recipe(model_card(name).recipe).replace(**changes)
 
 
 def list_models() -> list[str]:

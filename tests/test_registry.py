@@ -64,3 +64,10 @@ def test_misspelt_option_raises():
 def test_duplicate_registration_raises():
     with pytest.raises(ValueError, match="twice"):
         register("wrn-{depth}-{width}", paper="", recipe="wrn", examples=())(lambda **kw: None)
+
+
+def test_paper_recipe_is_the_family_card_recipe_shortened_with_its_milestones():
+    assert dk.paper_recipe("wrn-16-4") == dk.recipes.WRN
+    short = dk.paper_recipe("diracnet-34-1", epochs=6, seed=2)
+    assert short == dk.recipes.DIRACNET.replace(epochs=6, seed=2) and short.milestones == (2, 4, 5)
+    assert dk.paper_recipe("g-resnext-11-8x4d").schedule == "step" and dk.paper_recipe("vgg16-dbb").schedule == "cosine"
