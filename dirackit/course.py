@@ -52,16 +52,29 @@ def _plain(value):
     raise TypeError(f"{type(value).__name__} is not JSON serialisable: store numbers, strings, lists or dicts")
 
 
-def check_answer(answer, expected, rel: float = 0.0) -> bool:
+def check_answer(answer, expected, rel: float = 0.0, *, hint: str = "", solution: str = "",
+                 show_solution: bool = False) -> bool:
     """An exercise's check cell: says whether ``answer`` is right (within ``rel``, relative, for
-    numbers) without giving the expected value away. ``None`` means not answered yet."""
+    numbers) without giving the expected value away. ``None`` means not answered yet.
+
+    A wrong answer gets the ``hint`` (a nudge, not the answer). ``solution`` is the worked answer; it
+    is printed only when the learner asks for it with ``show_solution=True``, so a check cell can
+    carry it without spoiling the exercise."""
     if answer is None:
+        right = False
         print("Not answered yet: set the answer variable in the cell above and run this cell again.")
-        return False
-    if isinstance(expected, (int, float)) and not isinstance(expected, bool):
-        right = (isinstance(answer, (int, float)) and not isinstance(answer, bool)
-                 and math.isclose(answer, expected, rel_tol=rel, abs_tol=0))
     else:
-        right = answer == expected
-    print("Right." if right else "Not quite: check your reasoning (or the code) and try again.")
+        right = _matches(answer, expected, rel)
+        print("Right." if right else f"Not quite. Hint: {hint or 'check your reasoning (or the code)'}; then try again.")
+    if solution and show_solution:
+        print(f"Solution: {solution}")
+    elif solution and not right:
+        print("Stuck? Run this cell with show_solution=True to see a worked solution.")
     return right
+
+
+def _matches(answer, expected, rel: float) -> bool:
+    if isinstance(expected, (int, float)) and not isinstance(expected, bool):
+        return (isinstance(answer, (int, float)) and not isinstance(answer, bool)
+                and math.isclose(answer, expected, rel_tol=rel, abs_tol=0))
+    return answer == expected

@@ -33,3 +33,27 @@ def test_check_answer_says_right_or_not_without_the_answer(capsys):
     assert not course.check_answer(True, 1)
     out = capsys.readouterr().out
     assert "101" not in out and "Not answered yet" in out
+
+
+def test_a_wrong_answer_gets_the_hint_and_the_solution_only_when_asked(capsys):
+    kw = {"hint": "count the blocks in each stage", "solution": "3 stages of 2 blocks: 6"}
+    assert not course.check_answer(5, 6, **kw)
+    out = capsys.readouterr().out
+    assert "Hint: count the blocks in each stage" in out and "show_solution=True" in out
+    assert "3 stages" not in out and "6" not in out  # neither the solution nor the expected value
+
+    assert course.check_answer(6, 6, **kw)
+    out = capsys.readouterr().out
+    assert out.startswith("Right.") and "Hint" not in out and "3 stages" not in out
+
+    assert not course.check_answer(None, 6, **kw, show_solution=True)  # asked before answering
+    out = capsys.readouterr().out
+    assert "Not answered yet" in out and "Solution: 3 stages of 2 blocks: 6" in out
+    assert course.check_answer(6, 6, **kw, show_solution=True)
+    assert "Solution: 3 stages" in capsys.readouterr().out
+
+
+def test_a_check_without_a_hint_still_says_what_to_do(capsys):
+    assert not course.check_answer("thin", "wide")
+    out = capsys.readouterr().out
+    assert "Hint: check your reasoning" in out and "show_solution" not in out  # no solution to offer
