@@ -12,6 +12,8 @@
   ratio, MFU against the matmul peak measured in the same run, and inference before and after
   folding (``paths.py``, ``steps.py``, ``peak.py``, ``inputs.py``).
 - ``time-to-accuracy``: seconds ``fit`` needs to reach a test accuracy with a recipe (``accuracy.py``).
+- ``gpu-check``: the commands above that measure the performance targets, in order of value, each
+  within its time budget, ending with one table of target, measured, verdict (``gpu_check.py``).
 
 Every output starts with the command, device, torch version and date (``cli.py``), so it can be
 saved under ``benchmarks/`` as it is.

@@ -6,6 +6,7 @@ Every output starts with the command, device, torch version and date, so it can 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shlex
@@ -14,6 +15,7 @@ from datetime import datetime, timezone
 
 import torch
 
+from ..atomic import atomic_write
 from ..data import CifarData, DataError
 from ..recipes import PRESETS, Recipe, get_recipe
 from ..registry import build_model
@@ -23,18 +25,20 @@ from .inputs import bench_data
 from .dgmask import mask_cost, parse_layer
 from .diracops import check_dirac_model, dirac_ops
 from .fold_speed import fold_table
+from .gpu_check import add_gpu_check, gpu_check
 from .paths import path_speed
 from .peak import matmul_peak
 from .steps import COMPILE_MODES, compile_mode_for
 from .train_speed import train_speed
 
-__all__ = ["main"]
+__all__ = ["main", "header"]
 
 PAPER_MODELS = ["wrn-28-10", "diracnet-34-2", "diracnet-100-1", "resnext-29-32x4d", "g-resnext-29-32x4d",
                 "vgg16", "vgg16-dbb", "vgg16-odbb", "resnet18", "resnet18-dbb", "resnet18-odbb"]
 
 
-def _header(device: torch.device, argv: list[str]) -> str:
+def header(device: torch.device, argv: list[str]) -> str:
+    """The first two lines of every output: the command, the device, the torch version and the date."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (
         f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads")
     return (f"# python -m dirackit.bench {shlex.join(argv)}\n# device: {name}; torch {torch.__version__}; "
@@ -106,14 +110,20 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--data", default=None, help="CIFAR source as for load_cifar (default: $DIRACKIT_DATA, "
                                                     "else the cached CIFAR-10); never downloads")
         p.add_argument("--synthetic", action="store_true", help="random uint8 images instead of CIFAR")
+    for p in sub.choices.values():
+        p.add_argument("--json", default=None, metavar="PATH", help="also write the table's rows to PATH as JSON")
+    add_gpu_check(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run one benchmark and print its table; bad arguments exit with status 2 and one message."""
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Run one benchmark, print its table and return its rows; bad arguments exit with status 2 and one
+    message. ``gpu-check`` exits with its own status (``gpu_check``)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.what == "gpu-check":
+        sys.exit(gpu_check(args, argv, parser))
     try:
         device = resolve_device(args.device)
         _check_numbers(args)
@@ -124,19 +134,23 @@ def main(argv: list[str] | None = None) -> None:
         data, about_data = _data(args) if args.what in ("paths", "time-to-accuracy") else (None, "")
     except ValueError as error:  # DataError included
         parser.error(str(error).splitlines()[0])
-    print(_header(device, argv))
+    shown = [a for i, a in enumerate(argv) if a != "--json" and (i == 0 or argv[i - 1] != "--json")]
+    print(header(device, shown), flush=True)  # without --json: the command that prints this table
     if args.what == "fold":
-        _print_fold(fold_table(args.models, args.batch_size, args.steps, args.repeats, device))
+        rows = _print_fold(fold_table(args.models, args.batch_size, args.steps, args.repeats, device))
     elif args.what == "train":
-        _print_train(args, device)
+        rows = _print_train(args, device)
     elif args.what == "dgmask":
-        _print_dgmask(args, layers, device)
+        rows = _print_dgmask(args, layers, device)
     elif args.what == "dirac-ops":
-        _print_dirac_ops(args, device)
+        rows = _print_dirac_ops(args, device)
     elif args.what == "paths":
-        _print_paths(args, data, about_data, device)
+        rows = _print_paths(args, data, about_data, device)
     else:
-        _print_time_to_accuracy(args, data, about_data, recipe, device)
+        rows = _print_time_to_accuracy(args, data, about_data, recipe, device)
+    if args.json:
+        atomic_write(args.json, lambda f: f.write(json.dumps(rows, indent=1).encode()))
+    return rows
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
@@ -169,35 +183,39 @@ def _data(args: argparse.Namespace) -> tuple[CifarData, str]:
     return data, about
 
 
-def _print_fold(rows: list[dict]) -> None:
+def _print_fold(rows: list[dict]) -> list[dict]:
     _print_table(["model", "params", "folded params", "MMACs", "folded MMACs", "unfolded img/s", "folded img/s",
                   "speed-up", "fold error"],
                  [[r["model"], f"{r['params']:,}", f"{r['folded_params']:,}", f"{r['macs'] / 1e6:,.1f}",
                    f"{r['folded_macs'] / 1e6:,.1f}", f"{r['unfolded_img_s']:,.0f}", f"{r['folded_img_s']:,.0f}",
                    f"{r['fold_speedup']:.2f}x", f"{r['fold_error']:.1e}"] for r in rows])
+    return rows
 
 
-def _print_train(args: argparse.Namespace, device: torch.device) -> None:
+def _print_train(args: argparse.Namespace, device: torch.device) -> list[dict]:
     print(f"batch {args.batch_size}; {'bf16 autocast' if device.type == 'cuda' else 'fp32'}; "
           f"step time relative to {args.models[0]}")
     rows = train_speed(args.models, args.batch_size, args.steps, args.repeats, device)
     _print_table(["model", "params", "MMACs", "train img/s", "step time"],
                  [[r["model"], f"{r['params']:,}", f"{r['macs'] / 1e6:,.1f}", f"{r['train_img_s']:,.0f}",
                    f"{r['step_time_ratio']:.2f}x"] for r in rows])
+    return rows
 
 
-def _print_dgmask(args: argparse.Namespace, layers: list[tuple[int, int]], device: torch.device) -> None:
+def _print_dgmask(args: argparse.Namespace, layers: list[tuple[int, int]], device: torch.device) -> list[dict]:
     print(f"batch {args.batch_size}; times per forward+backward")
-    rows = []
+    results, rows = [], []
     for channels, size in layers:
         r = mask_cost(channels, size, args.batch_size, args.steps, args.repeats, device)
+        results.append(r)
         rows.append([f"{channels}@{size}", f"{r['kronecker'] * 1e3:.3f} ms", f"{r['closed_form'] * 1e3:.3f} ms",
                      f"{r['layer'] * 1e3:.2f} ms", f"{r['kronecker'] / r['layer']:.1%}",
                      f"{r['closed_form'] / r['kronecker']:.1f}x"])
     _print_table(["layer", "Kronecker U", "closed-form U", "whole layer", "U / layer", "closed / Kronecker"], rows)
+    return results
 
 
-def _print_dirac_ops(args: argparse.Namespace, device: torch.device) -> None:
+def _print_dirac_ops(args: argparse.Namespace, device: torch.device) -> list[dict]:
     print(f"batch {args.batch_size}, fp32; a training step: forward with cross-entropy, backward, the diracnet "
           f"recipe's SGD step (torch's default implementation on {device.type}: "
           f"{'foreach' if device.type == 'cuda' else 'a loop over the tensors'}), the same for both forms")
@@ -213,9 +231,10 @@ def _print_dirac_ops(args: argparse.Namespace, device: torch.device) -> None:
                    f"{r['computations']} {'groups' if r['fused'] else 'layers'}", f"{r['forward']:,}",
                    f"{r['backward']:,}", f"{r['optimizer']:,}", f"{r['ops']:,}", f"{r['views']:,}",
                    f"{r['ops_ratio']:.2f}x", f"{r['step_s'] * 1e3:,.1f}", f"{r['time_ratio']:.2f}x"] for r in rows])
+    return rows
 
 
-def _print_paths(args: argparse.Namespace, data: CifarData, about_data: str, device: torch.device) -> None:
+def _print_paths(args: argparse.Namespace, data: CifarData, about_data: str, device: torch.device) -> list[dict]:
     cuda = device.type == "cuda"
     compile_mode, why = compile_mode_for(args.compile, device)
     lead_in = 2 * args.workers
@@ -252,10 +271,11 @@ def _print_paths(args: argparse.Namespace, data: CifarData, about_data: str, dev
                    mib(r["fast_peak_bytes"]), f"{r['ref_mfu']:.2%}", f"{r['fast_mfu']:.2%}",
                    f"{r['fast_warmup_s']:.1f}", f"{r['unfolded_img_s']:,.0f}", f"{r['folded_img_s']:,.0f}",
                    f"{r['fold_speedup']:.2f}x"] for r in rows])
+    return rows
 
 
 def _print_time_to_accuracy(args: argparse.Namespace, data: CifarData, about_data: str, recipe: Recipe,
-                            device: torch.device) -> None:
+                            device: torch.device) -> list[dict]:
     print(f"data: {about_data}" + ("; synthetic labels are random, so accuracy stays at chance" if
                                    args.synthetic else ""))
     shown = ("epochs", "batch_size", "lr", "schedule", "weight_decay", "label_smoothing", "test_flip", "bf16",
@@ -275,3 +295,4 @@ def _print_time_to_accuracy(args: argparse.Namespace, data: CifarData, about_dat
         if r["target"] is not None and not r["reached"]:
             print(f"{r['model']}: target {r['target']:.1%} not reached in {r['epochs']} epochs "
                   f"(best {r['best_acc']:.2%})")
+    return rows
