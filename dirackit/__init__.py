@@ -8,6 +8,7 @@ from __future__ import annotations
 from . import models  # registers every model family (the registry itself imports none)
 from . import claims, compare, course, explore, layers, papers, recipes, stats
 from .data import CifarData, DataError, GpuLoader, load_cifar
+from .estimate import estimate_run_time
 from .folding import check_fold, fold
 from .metrics import count_macs, count_params, fold_speed, inference_speed, training_speed
 from .recipes import Recipe
@@ -20,8 +21,8 @@ from .version import __version__
 __all__ = ["build_model", "list_models", "model_card", "paper_recipe", "count_params", "count_macs", "inference_speed",
            "fold_speed", "training_speed",
            "fold", "check_fold", "Recipe", "recipes", "layers", "load_cifar", "CifarData", "GpuLoader",
-           "DataError", "fit", "resolve_device", "RunLog", "load_run", "load_runs", "explore", "compare", "course",
-           "claims", "papers", "stats"]
+           "DataError", "fit", "resolve_device", "estimate_run_time", "RunLog", "load_run", "load_runs", "explore",
+           "compare", "course", "claims", "papers", "stats"]
 
 
 def __getattr__(name: str):
