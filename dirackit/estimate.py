@@ -69,14 +69,14 @@ def estimate_run_time(models: Models, data: CifarData, *, epochs: int, batch_siz
     flops = sum(6 * count_macs(net) for net in nets.values()) * train_images * epochs
     if flops < SMALL_FLOPS:
         return None
-    per_image = {}
+    per_image, sample = {}, min(batch_size, SAMPLE_BATCH)
     for label, net in nets.items():
-        [img_s] = training_speed({label: copy.deepcopy(net)}, batch_size=min(batch_size, SAMPLE_BATCH), steps=1,
-                                 repeats=1, device=device).values()
+        [img_s] = training_speed({label: copy.deepcopy(net)}, batch_size=sample, steps=1, repeats=1,
+                                 device=device).values()
         per_image[label] = 1 / img_s
     every_net = sum(per_image.values())
     seconds = every_net * epochs * (train_images + EVAL_COST * test_images)
-    message = _advice(seconds, per_image, device, epochs, train_images, data.num_classes, every_net)
+    message = _advice(seconds, per_image, sample, device, epochs, train_images, data.num_classes, every_net)
     print(message)
     return RunEstimate(seconds, per_image, str(device), message)
 
@@ -96,12 +96,12 @@ def _networks(models: Models, num_classes: int, options: Mapping[str, dict]) -> 
     return nets
 
 
-def _advice(seconds: float, per_image: dict[str, float], device: torch.device, epochs: int, train_images: int,
-            num_classes: int, every_net: float) -> str:
+def _advice(seconds: float, per_image: dict[str, float], sample: int, device: torch.device, epochs: int,
+            train_images: int, num_classes: int, every_net: float) -> str:
     steps = ", ".join(f"{label} {1e3 * s:.1f} ms" for label, s in per_image.items())
     lines = [f"On this {device.type.upper()}, these settings would train for about {_duration(seconds)}: "
              f"{len(per_image)} network{'s' if len(per_image) > 1 else ''}, {epochs} epochs of "
-             f"{train_images:,} images (measured per training image, from a step of {SAMPLE_BATCH}: {steps}).",
+             f"{train_images:,} images (measured per training image, from a step of {sample}: {steps}).",
              "They are sized for a GPU, where the notebook runs them as they are."]
     for quick_epochs, train_per_class, test_per_class in QUICK_SETTINGS:
         quick = every_net * quick_epochs * num_classes * (train_per_class + EVAL_COST * test_per_class)

@@ -6,6 +6,8 @@ from drifting apart and check that the pins satisfy pyproject's ranges. conda it
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -73,3 +75,19 @@ def test_harness_dependencies_are_installed_by_the_notebooks_extra():
     """`make course` runs ci/run_notebooks.py, which imports papermill and yaml."""
     names = {canonicalize_name(Requirement(r).name) for r in PYPROJECT["optional-dependencies"]["notebooks"]}
     assert {"papermill", "pyyaml", "ipykernel"} <= names
+
+
+def test_a_cpu_wheel_index_installs_torch_before_the_package(tmp_path):
+    """`make install TORCH_INDEX=...` takes torch and torchvision from that index first, so the package's
+    own install finds the pins satisfied and never fetches the CUDA build."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    venv, index = tmp_path / "venv", "https://download.pytorch.org/whl/cpu"
+    plan = subprocess.run(["make", "-n", "install", f"VENV={venv}", f"TORCH_INDEX={index}"], cwd=ROOT,
+                          capture_output=True, text=True, check=True).stdout.splitlines()
+    pip = [line for line in plan if " -m pip install " in line]
+    assert pip == [f"{venv}/bin/python -m pip install -r requirements/torch.txt --index-url {index}",
+                   f'{venv}/bin/python -m pip install -r requirements/torch.txt -e ".[notebooks,test]"']
+    plain = subprocess.run(["make", "-n", "install", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout
+    assert "--index-url" not in plain
