@@ -7,7 +7,6 @@ ratios between them are the meaningful figures.
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from typing import Callable, Hashable
 
 import torch
@@ -15,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .folding import fold
+from .precision import autocast_factory, backward_and_step, grad_scaler
 
 __all__ = ["count_params", "count_macs", "timed_in_turns", "inference_speed", "fold_speed", "training_speed"]
 
@@ -97,14 +97,14 @@ def inference_speed(models: dict[str, nn.Module], batch_size: int = 256, steps: 
 
 
 def fold_speed(models: dict[str, nn.Module], batch_size: int = 256, steps: int = 10, repeats: int = 3,
-               device: str | torch.device = "cpu", *, bf16: bool = False,
+               device: str | torch.device = "cpu", *, precision: str = "fp32",
                channels_last: bool = False) -> dict[str, dict[str, float]]:
     """Eval-mode images per second of each model as it is and after ``dirackit.fold``, every form of
     every model timed in the same rounds, with ``fold_speedup`` = folded / unfolded images/s (above 1:
     folding made inference faster). Returns ``{name: {"unfolded_img_s", "folded_img_s", "fold_speedup"}}``.
 
-    ``bf16`` autocasts and ``channels_last`` lays out models and input as ``fit`` runs on a GPU; the
-    models are moved to ``device``.
+    ``precision`` (as ``Recipe.precision``; "auto": what ``fit`` picks for the device) and
+    ``channels_last`` run the models as ``fit`` does on a GPU; the models are moved to ``device``.
     """
     device = torch.device(device)
     layout = torch.channels_last if channels_last else torch.contiguous_format
@@ -114,7 +114,7 @@ def fold_speed(models: dict[str, nn.Module], batch_size: int = 256, steps: int =
         forms[name, "unfolded"] = model.to(memory_format=layout)
         forms[name, "folded"] = fold(model).to(memory_format=layout)
     x = torch.randn(batch_size, 3, 32, 32, device=device).contiguous(memory_format=layout)
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
+    autocast = autocast_factory(precision, device)
 
     def forward_of(model: nn.Module) -> Callable[[], None]:
         def forward() -> None:
@@ -129,32 +129,32 @@ def fold_speed(models: dict[str, nn.Module], batch_size: int = 256, steps: int =
 
 
 def training_speed(models: dict[str, nn.Module], batch_size: int = 128, steps: int = 10, repeats: int = 3,
-                   device: str | torch.device = "cpu", bf16: bool | None = None) -> dict[str, float]:
+                   device: str | torch.device = "cpu", precision: str = "auto") -> dict[str, float]:
     """Training images per second of each model (forward, backward and an SGD step on random 32x32
     batches), timed in turns as ``inference_speed`` does.
 
-    ``bf16`` autocasts as the trainer does on a GPU (default: on for CUDA). The timed steps change
-    the models' weights and BN statistics: pass copies of models you still need.
+    ``precision`` as ``Recipe.precision``: the default is what the trainer picks for the device (bf16
+    or fp16 with a gradient scaler on CUDA, fp32 elsewhere). The timed steps change the models'
+    weights and BN statistics: pass copies of models you still need.
     """
     device = torch.device(device)
-    bf16 = device.type == "cuda" if bf16 is None else bf16
     x = torch.randn(batch_size, 3, 32, 32, device=device)
     with torch.no_grad():
         num_classes = {name: m.to(device).eval()(x[:1]).shape[1] for name, m in models.items()}
     models = {name: m.train() for name, m in models.items()}
     y = {name: torch.randint(n, (batch_size,), device=device) for name, n in num_classes.items()}
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
+    autocast = autocast_factory(precision, device)
 
     def step_of(name: str) -> Callable[[], None]:
         model = models[name]
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        scaler = grad_scaler(precision, device)
 
         def step() -> None:
             with autocast():
-                loss = F.cross_entropy(model(x), y[name])
+                loss = F.cross_entropy(model(x).float(), y[name])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            backward_and_step(loss, optimizer, scaler)
         return step
 
     best = timed_in_turns({name: step_of(name) for name in models}, steps, repeats, device)

@@ -13,8 +13,10 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from .precision import PRECISIONS
+
 __all__ = ["Recipe", "WRN", "DIRACNET", "PRERESNET", "RESNEXT", "DBB", "FAST", "PRESETS", "get_recipe",
-           "lr_at", "scale_milestones"]
+           "lr_at", "scale_milestones", "saved_fields"]
 
 # The WRN paper's drops (epochs 60, 120, 160 of 200) as fractions of a run: the default step schedule.
 DEFAULT_MILESTONE_FRACTIONS = (0.3, 0.6, 0.8)
@@ -44,7 +46,9 @@ class Recipe:
     test_flip: bool = False               # evaluate on each test image and its mirror, logits averaged
     drop_last: bool = True                # skip the last incomplete batch, as the Lua reference does
     seed: int = 0
-    bf16: bool = True                     # bf16 autocast on CUDA (ignored on CPU, which trains in fp32)
+    # "auto": bf16 autocast on CUDA of compute capability >= 8.0, fp16 autocast + GradScaler below,
+    # fp32 on CPU and MPS (dirackit.precision); "bf16" | "fp16" | "fp32" force one on any device.
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     channels_last: bool = True            # NHWC memory format on CUDA
     compile: bool = False                 # torch.compile the model (CUDA; costs warm-up time)
     nan_check_every: int = 25             # steps between host-side checks of the on-device NaN flag
@@ -62,6 +66,7 @@ class Recipe:
             (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
             (0 < self.warmup < 1, f"warmup must be in (0, 1), got {self.warmup}"),
             (self.nan_check_every >= 1, f"nan_check_every must be >= 1, got {self.nan_check_every}"),
+            (self.precision in PRECISIONS, f"precision must be {'|'.join(PRECISIONS)}, got {self.precision!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -87,6 +92,23 @@ class Recipe:
 
     def asdict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> "Recipe":
+        """The recipe a run folder or checkpoint saved (``saved_fields``)."""
+        return cls(**saved_fields(saved))
+
+
+def saved_fields(saved: dict) -> dict:
+    """A saved recipe's fields as ``Recipe`` names them today, so older runs load and resume: a field
+    added since reads as its default, and ``bf16`` (before ``precision``) becomes ``precision``. True
+    meant bf16 autocast on every CUDA device and fp32 elsewhere, and becomes "auto": the same on CPUs
+    and on GPUs of compute capability >= 8.0 (a run begun on an older GPU continues in fp16)."""
+    fields = dict(saved)
+    if "bf16" in fields:
+        bf16 = fields.pop("bf16")
+        fields.setdefault("precision", "auto" if bf16 else "fp32")
+    return {**{f.name: f.default for f in dataclasses.fields(Recipe)}, **fields}
 
 
 def scale_milestones(milestones: tuple[int, ...], epochs: int, new_epochs: int) -> tuple[int, ...]:

@@ -252,7 +252,7 @@ def export(plan: Sequence[Reference], runs_dir: str | Path, results_dir: str | P
 def _check_exportable(ref: Reference, run: RunLog, shipped: Path) -> None:
     """A ValueError unless ``run`` is the plan entry's (model, recipe, seed), each file is at most
     ``MAX_FILE_BYTES``, and it is not shorter than the copy already shipped, which it would replace."""
-    recipe = Recipe(**{**Recipe().asdict(), **run.header.get("recipe", {})})  # older runs: defaults
+    recipe = Recipe.from_saved(run.header.get("recipe", {}))  # older runs: defaults
     model = run.header.get("model", {})
     if (model.get("name") != ref.model or model.get("options", {}) != dict(ref.options)
             or recipe != ref.recipe_used()):

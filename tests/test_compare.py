@@ -4,7 +4,7 @@ import pytest
 import dirackit as dk
 from dirackit import compare
 
-TINY = dk.Recipe(epochs=2, batch_size=16, lr=0.05, bf16=False, channels_last=False)
+TINY = dk.Recipe(epochs=2, batch_size=16, lr=0.05, precision="fp32", channels_last=False)
 
 
 @pytest.mark.parametrize("name, family", [("wrn-16-4", "WRN"), ("preresnet-164", "pre-act ResNet"),

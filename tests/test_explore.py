@@ -85,7 +85,7 @@ def test_bokeh_curves_draw_every_run_and_split(make_data):
 
 
 def test_try_network_trains_and_reports_the_run(make_data, tmp_path):
-    recipe = dk.Recipe(epochs=2, batch_size=16, lr=0.05, bf16=False, channels_last=False)
+    recipe = dk.Recipe(epochs=2, batch_size=16, lr=0.05, precision="fp32", channels_last=False)
     row = explore.try_network("wrn-10-1", make_data(), recipe, tmp_path, dropout=0.3, device="cpu")
     run = dk.runlog.RunLog.read(tmp_path / "wrn-10-1-dropout0.3")
     assert row["test_acc"] == run.rows[-1]["test_acc"] and row["epochs"] == 2

@@ -28,6 +28,7 @@ from .fold_speed import fold_table
 from .gpu_check import add_gpu_check, gpu_check
 from .paths import path_speed
 from .peak import matmul_peak
+from ..precision import describe_precision
 from .steps import COMPILE_MODES, compile_mode_for
 from .train_speed import train_speed
 
@@ -193,8 +194,7 @@ def _print_fold(rows: list[dict]) -> list[dict]:
 
 
 def _print_train(args: argparse.Namespace, device: torch.device) -> list[dict]:
-    print(f"batch {args.batch_size}; {'bf16 autocast' if device.type == 'cuda' else 'fp32'}; "
-          f"step time relative to {args.models[0]}")
+    print(f"batch {args.batch_size}; {describe_precision('auto', device)}; step time relative to {args.models[0]}")
     rows = train_speed(args.models, args.batch_size, args.steps, args.repeats, device)
     _print_table(["model", "params", "MMACs", "train img/s", "step time"],
                  [[r["model"], f"{r['params']:,}", f"{r['macs'] / 1e6:,.1f}", f"{r['train_img_s']:,.0f}",
@@ -242,20 +242,19 @@ def _print_paths(args: argparse.Namespace, data: CifarData, about_data: str, dev
     print(f"reference: fp32 eager NCHW{' (cuDNN may use TF32, the PyTorch default)' if cuda else ''}; "
           f"torchvision DataLoader over PIL images (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, "
           f"Normalize), workers={args.workers}{', pin_memory' if cuda else ''}; SGD on all parameters")
-    print(f"fast: GpuLoader on {device.type}; {'bf16 autocast, channels_last' if cuda else 'fp32'}; "
+    precision = describe_precision("auto", device)
+    print(f"fast: GpuLoader on {device.type}; {precision}{', channels_last' if cuda else ''}; "
           f"compile {compile_mode or 'off'}; the recipe's parameter groups, as fit() trains")
-    for skipped in ([why] if why else []) + ([] if cuda else ["bf16 autocast and channels_last: fit() uses them "
-                                                              "on CUDA only"]):
+    for skipped in ([why] if why else []) + ([] if cuda else ["channels_last: fit() uses it on CUDA only"]):
         print(f"skipped on {device.type}: {skipped}")
     peak = matmul_peak(device, args.peak_size)
-    print(f"peak: {peak.describe()}{'' if cuda else '; no bf16 peak off CUDA, so the fp32 one'}; "
-          f"MFU = img/s x 6 x MACs / peak")
+    print(f"peak: {peak.describe()}, the fast path's precision; MFU = img/s x 6 x MACs / peak")
     print("memory: " + ("peak torch.cuda.max_memory_allocated of each path: what it keeps between steps "
                         "(weights, optimizer state, the fast path's uint8 data) plus the most one round adds"
                         if cuda else f"n/a on {device.type} (no per-path peak counter; only CUDA's allocator has one)"))
     print(f"timing: best of {args.repeats} rounds of {args.steps} steps, the two paths in turns; each reference "
           f"round starts with {lead_in} untimed steps (2 x workers: drains the batches prefetched meanwhile)")
-    print(f"inference: eval mode, batch of the fast path, {'bf16 autocast, channels_last' if cuda else 'fp32'}; "
+    print(f"inference: eval mode, batch of the fast path, {precision}{', channels_last' if cuda else ''}; "
           f"before and after dirackit.fold")
     rows = path_speed(args.models, data, batch_size=args.batch_size, fast_batch_size=args.fast_batch_size,
                       steps=args.steps, repeats=args.repeats, workers=args.workers, compile_mode=compile_mode,
@@ -278,10 +277,11 @@ def _print_time_to_accuracy(args: argparse.Namespace, data: CifarData, about_dat
                             device: torch.device) -> list[dict]:
     print(f"data: {about_data}" + ("; synthetic labels are random, so accuracy stays at chance" if
                                    args.synthetic else ""))
-    shown = ("epochs", "batch_size", "lr", "schedule", "weight_decay", "label_smoothing", "test_flip", "bf16",
+    shown = ("epochs", "batch_size", "lr", "schedule", "weight_decay", "label_smoothing", "test_flip", "precision",
              "channels_last", "compile")
     print(f"recipe {args.recipe}: " + ", ".join(f"{k}={getattr(recipe, k)}" for k in shown)
-          + ("" if device.type == "cuda" else " (bf16 and channels_last apply on CUDA only)"))
+          + f"; {describe_precision(recipe.precision, device)}"
+          + ("" if device.type == "cuda" else "; channels_last applies on CUDA only"))
     print("seconds: from calling fit() to the end of the evaluation that reached the target, else of the last "
           "epoch (data to the device, compile warm-up, training, every evaluation); fit s: fit's own per-epoch "
           "train + eval timers")

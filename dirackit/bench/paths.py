@@ -137,8 +137,9 @@ def _measure(name: str, data: CifarData, ref_batch: int, fast_batch: int, steps:
     timed = _timed_rounds(paths, steps, repeats, device)
     ref_img_s = steps * ref_batch / timed["reference"][0]
     fast_img_s = steps * fast_batch / timed["fast"][0]
-    cuda = device.type == "cuda"  # inference as the fast path runs: bf16 and channels_last on CUDA
-    inference = fold_speed({name: fast_model}, fast_batch, steps, repeats, device, bf16=cuda, channels_last=cuda)
+    cuda = device.type == "cuda"  # inference as the fast path runs: fit's precision, channels_last on CUDA
+    inference = fold_speed({name: fast_model}, fast_batch, steps, repeats, device, precision="auto",
+                           channels_last=cuda)
     return {"model": name, "params": count_params(ref_model), "macs": macs, "batch": ref_batch,
             "fast_batch": fast_batch, "ref_img_s": ref_img_s, "fast_img_s": fast_img_s,
             "ratio": fast_img_s / ref_img_s, "ref_peak_bytes": timed["reference"][1],

@@ -14,8 +14,11 @@ from dataclasses import dataclass
 import torch
 
 from ..metrics import timed_in_turns
+from ..precision import resolve_precision
 
 __all__ = ["MatmulPeak", "matmul_peak", "training_flops", "mfu"]
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,8 @@ class MatmulPeak:
 
 def matmul_peak(device: str | torch.device = "cpu", size: int | None = None, steps: int = 10,
                 repeats: int = 3) -> MatmulPeak:
-    """Measured matmul FLOP/s: bf16 on CUDA (what the fast path's convs run in), fp32 elsewhere.
+    """Measured matmul FLOP/s in the precision ``fit`` picks for the device (what the fast path's convs
+    run in): bf16 or fp16 on CUDA, fp32 elsewhere.
 
     ``size`` defaults to 8192 on CUDA (big enough to saturate the tensor cores) and 1024 on other
     devices (a CPU at that size is already near its peak and takes well under a second).
@@ -44,7 +48,7 @@ def matmul_peak(device: str | torch.device = "cpu", size: int | None = None, ste
     size = size or (8192 if cuda else 1024)
     if size < 1:
         raise ValueError(f"the matmul size must be >= 1, got {size}")
-    dtype = torch.bfloat16 if cuda else torch.float32
+    dtype = _DTYPES[resolve_precision("auto", device)]
     g = torch.Generator(device).manual_seed(0)
     a = torch.randn(size, size, device=device, dtype=dtype, generator=g)
     b = torch.randn(size, size, device=device, dtype=dtype, generator=g)

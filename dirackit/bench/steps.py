@@ -2,9 +2,10 @@
 
 Reference: fp32, eager, NCHW; batches from a torchvision ``DataLoader`` over PIL images with worker
 processes (pinned and copied asynchronously on CUDA); SGD over all parameters. Fast path: what
-``dirackit.train.fit`` runs: ``GpuLoader`` (the split on the device, augmented there), bf16 autocast
-and channels_last on CUDA, the recipe's parameter groups, optionally ``torch.compile``; its
-"reduce-overhead" mode replays CUDA graphs, which helps launch-bound nets such as DiracNet.
+``dirackit.train.fit`` runs: ``GpuLoader`` (the split on the device, augmented there), the recipe's
+precision (on CUDA bf16, or fp16 with a gradient scaler) and channels_last on CUDA, the recipe's
+parameter groups, optionally ``torch.compile``; its "reduce-overhead" mode replays CUDA graphs,
+which helps launch-bound nets such as DiracNet.
 Both minimise the same objective (the model's ``loss`` hook if it has one) with the same recipe.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data import CifarData
+from ..precision import backward_and_step, grad_scaler
 from ..recipes import Recipe
 from ..train import autocast_for, objective, sgd, train_loader
 
@@ -76,6 +78,7 @@ def fast_step(model: nn.Module, data: CifarData, recipe: Recipe, batch_size: int
     net = model if compile_mode is None else torch.compile(model, mode=compile_mode)
     graphs = cuda and compile_mode in GRAPH_MODES
     autocast, loss_fn, batches = autocast_for(recipe, device), objective(model, recipe), _forever(loader)
+    scaler = grad_scaler(recipe.precision, device)
 
     def step() -> None:
         x, y = next(batches)
@@ -84,6 +87,5 @@ def fast_step(model: nn.Module, data: CifarData, recipe: Recipe, batch_size: int
         with autocast():
             loss = loss_fn(net(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        backward_and_step(loss, optimizer, scaler)
     return step

@@ -31,6 +31,7 @@ from .. import hooks
 from ..checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ..data import CifarData, DataError, GpuLoader
 from ..metrics import count_params
+from ..precision import autocast_factory
 from ..recipes import Recipe, WRN, lr_at
 from ..runlog import CHECKPOINT, RunLog, test_set_digest
 from ..version import __version__
@@ -96,10 +97,8 @@ def objective(model: nn.Module, recipe: Recipe) -> Callable[[torch.Tensor, torch
 
 
 def autocast_for(recipe: Recipe, device: torch.device) -> Callable[[], AbstractContextManager]:
-    """A factory of the step's autocast context: bf16 on CUDA when the recipe asks for it, else none."""
-    if device.type == "cuda" and recipe.bf16:
-        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext
+    """A factory of the step's autocast context for the recipe's precision on ``device`` (fp32: none)."""
+    return autocast_factory(recipe.precision, device)
 
 
 def train_loader(data: CifarData, recipe: Recipe, device: torch.device, batch_size: int | None = None,
