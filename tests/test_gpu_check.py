@@ -48,6 +48,7 @@ def test_the_whole_plan_runs_at_tiny_sizes_on_the_cpu(tmp_path, tiny_cifar, one_
     [summary] = out.glob("gpu-check-cpu-*.txt")
     text = summary.read_text()
     assert "no CUDA here, so the same plan at tiny sizes on the CPU" in text and "80 train / 20 test" in text
+    assert "precision: fp32 (precision auto on cpu)" in text
     for step in gpu_check.PLAN:
         assert re.search(rf"^{step.name} +{step.budget:.0f} s +[0-9.]+ +done +{step.name}-cpu-", text, re.M)
         [output] = out.glob(f"{step.name}-cpu-*.txt")

@@ -36,6 +36,7 @@ from typing import Callable, Iterator, NamedTuple, TextIO
 import torch
 
 from ..atomic import atomic_write
+from ..precision import describe_precision
 from .inputs import bench_data
 
 __all__ = ["Step", "Target", "PLAN", "TIME_LIMIT", "add_gpu_check", "gpu_check", "run_step", "device_slug"]
@@ -212,6 +213,7 @@ def gpu_check(args: argparse.Namespace, argv: list[str], parser: argparse.Argume
                 "plan: no CUDA here, so the same plan at tiny sizes on the CPU (a small member of each family, a "
                 "few images, one timed round), in this process; it shows that the plan runs, not the targets, so "
                 "no verdicts")
+    lead.append(f"precision: {describe_precision('auto', device)}")
     data_args, about = _data(args)
     lead.append(f"data: {about} ({time.perf_counter() - started:.1f} s to load)")
     print("\n".join(lead), flush=True)
