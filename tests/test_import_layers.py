@@ -14,12 +14,12 @@ PACKAGE = Path(dk.__file__).parent
 
 # Lowest first. A top-level module or subpackage of dirackit belongs to exactly one layer.
 LAYERS = (
-    ("foundation", {"atomic", "version", "hooks", "registry", "recipes", "metrics", "stats", "papers", "folding",
-                    "checkpoint", "runlog", "data"}),
+    ("foundation", {"atomic", "version", "hooks", "registry", "recipes", "precision", "metrics", "stats", "papers",
+                    "folding", "checkpoint", "runlog", "data"}),
     ("layers", {"layers"}),
     ("models", {"models"}),
     ("train", {"train", "restore"}),
-    ("helpers", {"explore", "compare", "claims", "diagnostics", "reference", "course", "bench", "viz"}),
+    ("helpers", {"explore", "compare", "claims", "diagnostics", "reference", "course", "estimate", "bench", "viz"}),
 )
 RANK = {unit: rank for rank, (_, units) in enumerate(LAYERS) for unit in units}
 
