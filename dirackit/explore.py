@@ -51,7 +51,7 @@ def training_memory(model: nn.Module, batch_size: int = 128, image_size: int = 3
     (3 copies of the parameters), and activations: the output of every leaf module, which autograd
     keeps for the backward pass (a ReLU done in place shares its input's memory and is not counted).
 
-    An estimate, not a measurement: the allocator's overhead, cuDNN workspaces and bf16 autocast
+    An estimate, not a measurement: the allocator's overhead, cuDNN workspaces and autocast (bf16 or fp16)
     change the real figure.
     """
     activations = 0

@@ -57,7 +57,7 @@ class RunLog:
     def add_session(self, provenance: dict, epoch: int) -> None:
         """Record in ``config.json`` where and with what a resumed run continued from ``epoch``: a run
         split across jobs may change machine, torch or commit on the way."""
-        keep = ("device_name", "torch", "dirackit", "git_commit", "started")
+        keep = ("device_name", "compute_capability", "precision", "torch", "dirackit", "git_commit", "started")
         self.header.setdefault("resumed", []).append({"epoch": epoch, **{k: provenance.get(k) for k in keep}})
         if self.dir is not None:
             atomic_write(self.dir / CONFIG, lambda f: f.write(json.dumps(self.header, indent=1).encode()))

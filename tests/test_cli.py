@@ -47,6 +47,7 @@ def assert_clean_failure(result: subprocess.CompletedProcess, *needles: str) -> 
     (["--model", "wrn-10-1", "--epochs", "two"], ["--epochs", "two"]),
     (["--model", "wrn-10-1", "--sync-bn", "--device", "cpu"], ["sync_bn needs CUDA"]),
     (["--model", "wrn-10-1", "--schedule", "poly"], ["--schedule", "poly"]),
+    (["--model", "wrn-10-1", "--precision", "fp8"], ["--precision", "fp8"]),
 ])
 def test_bad_arguments(args, needles, tmp_path, image_folder):
     assert_clean_failure(train(*args, "--out", str(tmp_path / "run"), "--data", str(image_folder),

@@ -32,12 +32,13 @@ def test_a_torn_last_line_is_dropped(tmp_path):
 def test_truncate_and_a_resumed_session_are_written_to_the_folder(tmp_path):
     run = _write(tmp_path, "x", 3)
     run.truncate(1)
-    run.add_session({"device_name": "gpu", "torch": "9.9", "dirackit": "0", "git_commit": None,
-                     "started": "now", "ignored": 1}, epoch=1)
+    run.add_session({"device_name": "gpu", "compute_capability": "7.5", "precision": "fp16", "torch": "9.9",
+                     "dirackit": "0", "git_commit": None, "started": "now", "ignored": 1}, epoch=1)
     again = RunLog.read(tmp_path)
     assert again.rows == [{"epoch": 1, "test_acc": 0.1}]
-    assert again.header["resumed"] == [{"epoch": 1, "device_name": "gpu", "torch": "9.9", "dirackit": "0",
-                                        "git_commit": None, "started": "now"}]
+    assert again.header["resumed"] == [{"epoch": 1, "device_name": "gpu", "compute_capability": "7.5",
+                                        "precision": "fp16", "torch": "9.9", "dirackit": "0", "git_commit": None,
+                                        "started": "now"}]
 
 
 def test_a_log_without_a_folder_writes_nothing(tmp_path):

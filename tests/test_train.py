@@ -1,4 +1,5 @@
 import json
+import math
 import subprocess
 import sys
 import time
@@ -266,3 +267,64 @@ def test_sigkill_mid_epoch_then_resume_logs_exactly_what_an_uninterrupted_run_lo
     whole = dk.RunLog.read(tmp_path / "whole").rows
     resumed = dk.RunLog.read(tmp_path / "killed").rows
     assert len(whole) == 3 and strip(resumed) == strip(whole)
+
+
+def _steep_scaler(monkeypatch):
+    """fit's fp16 scaler starts at 2^28: the first steps' fp16 gradients overflow, as a too-high scale does
+    on a GPU, so the scaler skips them and halves the scale each time (from 2^24 they fit)."""
+    import dirackit.train as train
+    made = []
+
+    def steep(precision, device):
+        made.append(torch.amp.GradScaler(torch.device(device).type, init_scale=2.0 ** 28))
+        return made[-1]
+    monkeypatch.setattr(train, "grad_scaler", steep)
+    return made
+
+
+def test_fp16_skips_overflowing_steps_without_calling_it_divergence_and_resumes_its_scaler_exactly(
+        tmp_path, tiny_data, monkeypatch, capsys):
+    made = _steep_scaler(monkeypatch)
+    recipe = TINY.replace(epochs=3, precision="fp16")
+    torch.manual_seed(0)
+    whole = dk.fit(dk.build_model("wrn-10-1", num_classes=4), tiny_data, recipe, out=tmp_path / "whole",
+                   device="cpu")
+    assert "training wrn-10-1 on " in capsys.readouterr().out.splitlines()[0]  # the choice, said first
+    scales = [r["loss_scale"] for r in whole.rows]
+    assert scales[0] == 2.0 ** 24 and scales[-1] < 2.0 ** 24  # 4 skipped steps in epoch 1, more after
+    assert all(math.isfinite(r["train_loss"]) for r in whole.rows)
+    config = json.loads((tmp_path / "whole/config.json").read_text())
+    assert config["precision"] == "fp16" and config["compute_capability"] is None
+    assert config["recipe"]["precision"] == "fp16"
+    torch.manual_seed(0)
+    dk.fit(dk.build_model("wrn-10-1", num_classes=4), tiny_data, recipe, out=tmp_path / "split", progress=False,
+           device="cpu", time_limit=1e-3)  # pauses after epoch 1
+    saved = torch.load(tmp_path / "split/checkpoint.pt", weights_only=True)["scaler"]
+    assert saved["scale"] == 2.0 ** 24
+    resumed = dk.fit(dk.build_model("wrn-10-1", num_classes=4), tiny_data, recipe, out=tmp_path / "split",
+                     resume=True, progress=False, device="cpu")
+    assert made[-1].get_scale() == whole.rows[-1]["loss_scale"]
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]
+    assert strip(resumed.rows) == strip(whole.rows)
+
+
+def test_a_run_saved_with_bf16_resumes_as_precision_auto(tmp_path, tiny_data):
+    from dirackit.checkpoint import load_checkpoint, save_checkpoint
+    dk.fit(dk.build_model("wrn-10-1", num_classes=4), tiny_data, TINY, out=tmp_path, progress=False,
+           device="cpu", time_limit=1e-3)  # pauses after epoch 1 of 2
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    del state["recipe"]["precision"]
+    state["recipe"]["bf16"] = True  # as dirackit wrote it before Recipe.precision
+    save_checkpoint(state, tmp_path / "checkpoint.pt")
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["recipe"]["precision"]
+    config["recipe"]["bf16"] = True
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="precision: 'auto' -> 'fp32'"):
+        dk.fit(dk.build_model("wrn-10-1", num_classes=4), tiny_data, TINY.replace(precision="fp32"),
+               out=tmp_path, resume=True, progress=False, device="cpu")
+    run = dk.fit(dk.build_model("wrn-10-1", num_classes=4), tiny_data, TINY, out=tmp_path, resume=True,
+                 progress=False, device="cpu")
+    assert [r["epoch"] for r in run.rows] == [1, 2]
+    model, config, log = dk.load_run(tmp_path)  # the folder still loads, its config.json as it was written
+    assert config["recipe"]["bf16"] is True and len(log) == 2

@@ -8,6 +8,10 @@ A run folder holds ``config.json`` (provenance), ``log.jsonl`` (one row per epoc
 ``checkpoint.pt`` (rewritten atomically every epoch). ``resume=True`` continues from the checkpoint
 and cuts the log back to it, so a killed and resumed run logs what an uninterrupted one logs.
 
+``recipe.precision`` ("auto": bf16 on CUDA of compute capability >= 8.0, fp16 with a gradient
+scaler below, fp32 on CPU and MPS; ``dirackit.precision``) is printed when training starts and
+recorded in ``config.json`` with the device's compute capability; the scaler's state is checkpointed.
+
 Under ``torchrun --nproc_per_node=N`` the same ``fit`` trains data-parallel on N processes, with
 ``recipe.batch_size`` as the global batch; ``distributed`` says how the ranks share the work.
 """
@@ -31,8 +35,9 @@ from .. import hooks
 from ..checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ..data import CifarData, DataError, GpuLoader
 from ..metrics import count_params
-from ..precision import autocast_factory
-from ..recipes import Recipe, WRN, lr_at
+from ..precision import (autocast_factory, backward_and_step, compute_capability, describe_precision, grad_scaler,
+                         resolve_precision)
+from ..recipes import Recipe, WRN, lr_at, saved_fields
 from ..runlog import CHECKPOINT, RunLog, test_set_digest
 from ..version import __version__
 from .distributed import World, all_reduce, barrier, data_parallel, gather_objects, init_from_env, sync_buffers
@@ -178,7 +183,8 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
         row = {"epoch": epoch + 1, "step": session.step, "lr": trained.lr,
                "train_loss": trained.loss, "train_acc": trained.acc, "test_loss": test_loss, "test_acc": test_acc,
                "seconds": round(trained.seconds, 4), "images_per_s": round(trained.images / trained.seconds, 1),
-               "eval_seconds": round(time.perf_counter() - eval_started, 4), **hooks.log_state(session.model)}
+               "eval_seconds": round(time.perf_counter() - eval_started, 4), **hooks.log_state(session.model),
+               **({"loss_scale": session.scaler.get_scale()} if session.scaler is not None else {})}
         session.run.append(row)
         if test_correct is not None:
             session.run.write_test_correct(epoch + 1, test_correct, session.test_set)
@@ -212,6 +218,7 @@ class _Session:
     step: int  # optimiser steps taken so far, over all epochs
     test_set: str  # digest of the test images, naming what test_correct.json is about
     autocast: Callable[[], AbstractContextManager]
+    scaler: torch.amp.GradScaler | None  # fp16 only: scales the loss, skips steps whose gradients overflowed
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     bar: Callable
     printing: bool
@@ -239,6 +246,7 @@ def _start_or_resume(model: nn.Module, data: CifarData, recipe: Recipe, out: Pat
         raise ValueError(f"batch_size {recipe.batch_size} exceeds the {train_batches.num_samples} training "
                          f"images and drop_last is set: lower batch_size or use more data")
     optimizer = sgd(model, recipe)
+    scaler = grad_scaler(recipe.precision, device)
     header = _provenance(model, data, recipe, device, world, sync_bn)
     start_epoch, run = 0, None
     if resume:
@@ -249,6 +257,8 @@ def _start_or_resume(model: nn.Module, data: CifarData, recipe: Recipe, out: Pat
             _check_same_run(state, header, out)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
+            if scaler is not None and "scaler" in state:  # a run begun without one (another GPU) starts afresh
+                scaler.load_state_dict(state["scaler"])
             set_rng_state(state["rng_ranks"][world.rank] if world.distributed else state["rng"])
             start_epoch = state["epoch"]
             run = RunLog.read(out)
@@ -265,9 +275,12 @@ def _start_or_resume(model: nn.Module, data: CifarData, recipe: Recipe, out: Pat
     train_model = data_parallel(model, device)
     train_model = torch.compile(train_model) if recipe.compile else train_model
     printing = progress and world.is_main
+    if printing:
+        print(f"{'resuming' if start_epoch else 'training'} {header['model'].get('name')} on {header['device_name']}: "
+              f"{describe_precision(recipe.precision, device)}", flush=True)
     return _Session(model, train_model, optimizer, train_batches, test_batches, recipe, device, world, sync_bn,
                     run, checkpoint, start_epoch, start_epoch * len(train_batches),
-                    test_set_digest(data.test_images, data.test_labels), autocast_for(recipe, device),
+                    test_set_digest(data.test_images, data.test_labels), autocast_for(recipe, device), scaler,
                     objective(model, recipe), _progress_bar(printing), printing)
 
 
@@ -288,7 +301,7 @@ def _placed(model: nn.Module, data: CifarData, recipe: Recipe, device: torch.dev
 def _train_epoch(s: _Session, epoch: int) -> _TrainedEpoch:
     """One pass over the training batches: the hot loop. Losses and hits stay on the device, and the
     NaN check reads them back only every ``recipe.nan_check_every`` steps."""
-    recipe, optimizer, device = s.recipe, s.optimizer, s.device
+    recipe, optimizer, device, scaler = s.recipe, s.optimizer, s.device, s.scaler
     train_model, autocast, loss_fn = s.train_model, s.autocast, s.loss_fn
     steps_per_epoch = len(s.train_batches)
     s.train_batches.set_epoch(epoch)
@@ -309,11 +322,12 @@ def _train_epoch(s: _Session, epoch: int) -> _TrainedEpoch:
             logits = train_model(x)
             loss = loss_fn(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        backward_and_step(loss, optimizer, scaler)
         loss = loss.detach()
         loss_sum += loss * len(y)
         correct += (logits.argmax(1) == y).sum()
+        # The unscaled loss: a step the fp16 scaler skipped (its scaled gradients overflowed) has a finite
+        # loss and changed nothing, so it is no divergence; a non-finite loss is one in any precision.
         first_bad = torch.where(torch.isfinite(loss), first_bad, first_bad.clamp(max=step))
         step += 1
         if step % recipe.nan_check_every == 0:
@@ -339,7 +353,8 @@ def _save(s: _Session, epoch: int) -> None:
                          "optimizer": s.optimizer.state_dict(), "rng": rng_ranks[0],
                          "loader": s.train_batches.state_dict(), "recipe": s.recipe.asdict(),
                          "model_spec": hooks.build_spec(s.model), "world_size": s.world.world_size,
-                         "sync_bn": s.sync_bn, **({"rng_ranks": rng_ranks} if s.world.distributed else {})},
+                         "sync_bn": s.sync_bn, **({"rng_ranks": rng_ranks} if s.world.distributed else {}),
+                         **({"scaler": s.scaler.state_dict()} if s.scaler is not None else {})},
                         s.checkpoint)
     barrier()  # the checkpoint is on disk before any rank moves on (and may resume from it)
 
@@ -372,7 +387,7 @@ def _check_output_size(model: nn.Module, data: CifarData, device: torch.device) 
 def _check_same_run(state: dict, header: dict, out: Path) -> None:
     # The process layout decides what each step computes, so it is part of the setup (old runs: one process).
     # A recipe field added since the run started reads as its default, so older runs still resume.
-    saved = {**Recipe().asdict(), **state["recipe"], "world_size": state.get("world_size", 1),
+    saved = {**saved_fields(state["recipe"]), "world_size": state.get("world_size", 1),
              "sync_bn": state.get("sync_bn", False)}
     now = {**header["recipe"], "world_size": header["world_size"], "sync_bn": header["sync_bn"]}
     changed = [k for k in now if saved.get(k) != now[k] and not (
@@ -406,6 +421,11 @@ def _progress_bar(enabled: bool):
     return lambda iterable, desc: tqdm(iterable, desc=desc, leave=False)
 
 
+def _capability(device: torch.device) -> str | None:
+    capability = compute_capability(device)
+    return None if capability is None else f"{capability[0]}.{capability[1]}"
+
+
 def _provenance(model: nn.Module, data: CifarData, recipe: Recipe, device: torch.device, world: World,
                 sync_bn: bool) -> dict:
     return {
@@ -413,7 +433,8 @@ def _provenance(model: nn.Module, data: CifarData, recipe: Recipe, device: torch
         "data": {"source": data.source, "sha256": data.sha256, "classes": list(data.classes),
                  "train_images": len(data.train_labels), "test_images": len(data.test_labels)},
         "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
-        else platform.processor() or platform.machine(), "world_size": world.world_size, "sync_bn": sync_bn,
+        else platform.processor() or platform.machine(), "compute_capability": _capability(device),
+        "precision": resolve_precision(recipe.precision, device), "world_size": world.world_size, "sync_bn": sync_bn,
         "torch": torch.__version__, "python": platform.python_version(), "dirackit": __version__,
         "git_commit": _git_commit(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

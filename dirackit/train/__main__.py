@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--schedule", choices=("step", "cosine", "onecycle"), default=None,
                         help="lr schedule (default: the recipe's; a step schedule's milestones scale with --epochs)")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default=None,
+                        help="default: the recipe's (auto: bf16 on CUDA of compute capability >= 8.0, fp16 with a "
+                             "gradient scaler below, fp32 on CPU and MPS)")
     parser.add_argument("--dropout", type=float, default=None, help="WRN dropout between the block's convs")
     parser.add_argument("--subset", type=int, default=None, metavar="N_PER_CLASS",
                         help="train on N images per class (and N/5 test images per class)")
@@ -64,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         options = {} if args.dropout is None else {"dropout": args.dropout}
         recipe = get_recipe(args.recipe or model_card(args.model).recipe)
         changes = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-                   "schedule": args.schedule}
+                   "schedule": args.schedule, "precision": args.precision}
         recipe = recipe.replace(**{k: v for k, v in changes.items() if v is not None})
         if args.subset is not None and args.subset < 1:
             raise ValueError(f"--subset must be >= 1 images per class, got {args.subset}")
