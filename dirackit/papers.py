@@ -41,8 +41,25 @@ class Paper:
         wanted = network.lower()
         return next((f for f in self.figures if f.network.lower() == wanted and f.dataset == dataset), None)
 
+    def versus(self, a: str, b: str, dataset: str = "CIFAR-10") -> str:
+        """The paper's figures for networks ``a`` and ``b`` on ``dataset`` ("CIFAR-10" or "cifar10"),
+        as one line to print beside a comparison of ours. Where the paper has no such pair on that
+        dataset, the line says so and gives the pair it reports on another dataset, if any."""
+        dataset = _DATASETS.get(dataset.lower(), dataset)
+        pair = self.figure(a, dataset), self.figure(b, dataset)
+        if all(pair):
+            return f"{pair[0]} vs {pair[1]}"
+        for other in dict.fromkeys(f.dataset for f in self.figures):
+            found = self.figure(a, other), self.figure(b, other)
+            if all(found):
+                return f"no {dataset} figure for this pair that we could find; {found[0]} vs {found[1]}"
+        return f"the paper reports no figures for {a} vs {b} that we could find"
+
     def __str__(self) -> str:
         return f"{self.citation} ({self.url}). Claim: {self.claim}"
+
+
+_DATASETS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet": "ImageNet"}
 
 
 _WRN_TABLE = "final table: mean/std preprocessing, no dropout, median of 5 runs"

@@ -41,3 +41,12 @@ def test_papers_link_arxiv_and_find_their_figures():
     assert dk.papers.WRN.figure("WRN-28-10", "CIFAR-100").value == 19.25
     assert dk.papers.DIRACNET.figure("wrn-28-10") is None
     assert "arxiv.org/abs/2103.13425" in str(dk.papers.DBB)
+
+
+def test_a_papers_pair_of_figures_or_where_it_has_one():
+    on_cifar = dk.papers.DBB.versus("VGG-16 + DBB", "vgg-16", "cifar100")
+    assert on_cifar.startswith("VGG-16 + DBB: 75.72% accuracy on CIFAR-100") and "VGG-16: 74.05%" in on_cifar
+    elsewhere = dk.papers.DGCONV.versus("G-ResNeXt-50", "ResNeXt-50 (32x4d)", "CIFAR-10")
+    assert elsewhere.startswith("no CIFAR-10 figure") and "78.592% accuracy on ImageNet" in elsewhere
+    assert "78.198%" in elsewhere
+    assert "reports no figures" in dk.papers.DBB.versus("VGG-16 + DBB", "VGG-19")

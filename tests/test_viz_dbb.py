@@ -17,8 +17,9 @@ def test_branch_kernels_panel_sums_to_the_folded_conv(block, randomize_bn):
     torch.manual_seed(0)
     layer = randomize_bn(block(3, 5, 3)).eval()
     fig = dk.viz.plot_branch_kernels(layer, filters=2)
-    axes = np.array(fig.axes).reshape(2, 5)
+    axes, bars = np.array(fig.axes[:10]).reshape(2, 5), fig.axes[10:]
     assert [ax.get_title() for ax in axes[0]] == ["KxK", "1x1", "1x1-AVG", "1x1-KxK", "sum = folded"]
+    assert [bar.get_ylabel() for bar in bars] == ["weight (output per\nunit input)"] * 2  # one bar per row
     folded = layer.fold().weight.detach()
     for row in range(2):
         source = int(axes[row, 0].get_ylabel().split("in ")[1])

@@ -163,6 +163,34 @@ class ResNeXt(nn.Module):
         """Gates are exempt: decay would drag them to the sign boundary, where they flip at random."""
         return {f"{n}.gates" for n, _ in self.dg_convs()}
 
+    @torch.no_grad()
+    def group_costs(self, image_size: int = 32):
+        """One row per bottleneck 3x3 conv, input to output: its output map, channels C, groups G (a
+        DGConv's learned ones), connections C*C/G (the nonzeros of a DGConv's U: what the budget
+        counts) and the multiply-adds per image of the grouped conv (connections x 9 x map pixels,
+        for training and folded forms alike). The budget weighs a connection the same at every map
+        size; the multiply-adds do not: one at 32x32 costs 16 times one at 8x8."""
+        import pandas as pd
+        convs = [(name, m.conv2) for name, m in self.named_modules() if isinstance(m, (Bottleneck, FoldedBottleneck))]
+        maps = {}
+        hooks = [conv.register_forward_hook(lambda m, _, out, name=name: maps.__setitem__(name, out.shape[-2:]))
+                 for name, conv in convs]
+        was_training = self.training
+        try:
+            self.eval()(torch.zeros(1, 3, image_size, image_size, device=next(self.parameters()).device))
+        finally:
+            self.train(was_training)
+            for hook in hooks:
+                hook.remove()
+        rows = []
+        for name, conv in convs:
+            groups = conv.learned_groups if isinstance(conv, DGConv2d) else conv.groups
+            connections = conv.in_channels * conv.out_channels // groups
+            (h, w), taps = maps[name], conv.kernel_size[0] * conv.kernel_size[1]
+            rows.append({"layer": f"{name}.conv2", "map": f"{h}x{w}", "channels": conv.in_channels, "groups": groups,
+                         "connections": connections, "macs": connections * taps * h * w})
+        return pd.DataFrame(rows)
+
     def set_structure(self, logged: dict) -> None:
         """Set the gates to the patterns of a ``log_state()`` row: a trained G-ResNeXt's group structure,
         hence its folded shape and speed, without its checkpoint."""

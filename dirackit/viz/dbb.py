@@ -32,7 +32,9 @@ def plot_branch_kernels(block: DiverseBranchBlock | OnlineDiverseBranchBlock, fi
     """Each branch's equivalent KxK kernel and their sum, the folded kernel, for the first
     ``filters`` output channels (each on the input channel where its folded kernel is largest).
 
-    One colour scale per row, centred on 0, so the branches of one filter compare directly.
+    One colour scale per row, centred on 0, with its bar: a kernel weight is what one unit of the
+    block's input at that tap adds to the output (BN scales folded in), so the branches of one
+    filter compare directly.
     """
     if not isinstance(block, (DiverseBranchBlock, OnlineDiverseBranchBlock)):
         raise TypeError(f"expected a DiverseBranchBlock or OnlineDiverseBranchBlock (e.g. "
@@ -41,20 +43,23 @@ def plot_branch_kernels(block: DiverseBranchBlock | OnlineDiverseBranchBlock, fi
     kernels["sum = folded"] = sum(kernels.values())
     folded = kernels["sum = folded"]
     rows = min(filters, folded.shape[0])
-    fig = fig or NotebookFigure(figsize=(1.9 * len(kernels) + 0.6, 1.9 * rows + 0.6))
+    fig = fig or NotebookFigure(figsize=(1.9 * len(kernels) + 1.6, 1.9 * rows + 0.6))
     fig.clear()
+    fig.set_layout_engine("constrained")  # room for one colour bar per row
     axes = np.atleast_2d(fig.subplots(rows, len(kernels), squeeze=False))
     for row in range(rows):
         source = int(folded[row].flatten(1).norm(dim=1).argmax())
         limit = max(k[row, source].abs().max().item() for k in kernels.values()) or 1.0
         for ax, (title, kernel) in zip(axes[row], kernels.items()):
-            ax.imshow(kernel[row, source].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+            image = ax.imshow(kernel[row, source].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit,
+                              interpolation="nearest")
             ax.set_xticks([]), ax.set_yticks([])
             if row == 0:
                 ax.set_title(title, fontsize=9)
         axes[row, 0].set_ylabel(f"out {row}, in {source}", fontsize=8)
+        bar = fig.colorbar(image, ax=axes[row].tolist(), fraction=0.04)
+        bar.set_label("weight (output per\nunit input)", fontsize=8)
     fig.suptitle("branch kernels of one block (eval mode); red > 0 > blue")
-    fig.tight_layout()
     return fig
 
 
@@ -126,7 +131,7 @@ def plot_kernel_skeleton(models: Mapping[str, torch.nn.Module], kernel_size: int
             ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=8, color="w" if value < 0.6 else "k")
         ax.set_xticks([]), ax.set_yticks([])
         ax.set_title(name, fontsize=10)
-    fig.colorbar(image, ax=list(axes), fraction=0.046, label="mean |w| / layer max")
+    fig.colorbar(image, ax=list(axes), fraction=0.046, label="mean |w| as a fraction of its layer's max")
     fig.suptitle("kernel skeleton of the folded convs")
     return fig
 

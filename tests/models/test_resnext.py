@@ -160,3 +160,21 @@ def test_set_structure_takes_the_gates_a_log_row_records():
     assert model.log_state()["dg_gates"] == patterns
     with pytest.raises(ValueError, match="1 gate patterns for 3 DGConv layers"):
         model.set_structure({"dg_gates": patterns[:1]})
+
+
+def test_group_costs_count_what_the_budget_counts_and_what_the_convs_cost():
+    g_model, fixed = dk.build_model("g-resnext-11-8x4d", budget_groups=8), dk.build_model("resnext-11-8x4d")
+    for (_, m), pattern in zip(g_model.dg_convs(), ["11111", "000000", "0000111"]):  # dense at 32x32, sparse after
+        m.set_gates(pattern)
+    learned, hand_set = g_model.group_costs(), fixed.group_costs()
+    assert learned["groups"].tolist() == [1, 64, 16] and hand_set["groups"].tolist() == [8, 8, 8]
+    assert learned["map"].tolist() == ["32x32", "16x16", "8x8"] == hand_set["map"].tolist()
+    assert learned["connections"].sum() == g_model.complexity().item() < g_model.budget()
+    assert hand_set["connections"].sum() == g_model.budget()  # b = the cardinality: the fixed net's count
+    # a connection costs 9 taps x map pixels: 16x more at 32x32 than at 8x8
+    assert (learned["macs"] / learned["connections"]).tolist() == [9 * 1024, 9 * 256, 9 * 64]
+    # everything but the 3x3s is shared, so the folded nets' MACs differ by exactly the 3x3s' difference
+    folded_g, folded_fixed = dk.fold(g_model), dk.fold(fixed)
+    assert folded_g.group_costs().equals(learned)
+    assert (dk.count_macs(folded_g) - dk.count_macs(folded_fixed)
+            == learned["macs"].sum() - hand_set["macs"].sum() > 0)
