@@ -6,7 +6,7 @@ dirackit never pulls in matplotlib, bokeh or ipywidgets.
 from __future__ import annotations
 
 from . import models  # registers every model family (the registry itself imports none)
-from . import claims, compare, course, explore, layers, papers, recipes, stats
+from . import claims, compare, course, explore, layers, loggers, papers, recipes, stats
 from .data import CifarData, DataError, GpuLoader, load_cifar
 from .folding import check_fold, fold
 from .metrics import count_macs, count_params, fold_speed, inference_speed, training_speed
@@ -21,7 +21,7 @@ __all__ = ["build_model", "list_models", "model_card", "paper_recipe", "count_pa
            "fold_speed", "training_speed",
            "fold", "check_fold", "Recipe", "recipes", "layers", "load_cifar", "CifarData", "GpuLoader",
            "DataError", "fit", "resolve_device", "RunLog", "load_run", "load_runs", "explore", "compare", "course",
-           "claims", "papers", "stats"]
+           "claims", "papers", "stats", "loggers"]
 
 
 def __getattr__(name: str):
