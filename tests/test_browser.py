@@ -159,6 +159,9 @@ def run_all_cells(page, seconds: float) -> None:
         if state["pending"] is None and state["idle"]:
             return
         time.sleep(0.5)
+    if state.get("pending") is not None:  # show the cell it is stuck at
+        page.evaluate(f"() => window.jupyterapp.shell.currentWidget.content.widgets[{state['pending']}]"
+                      ".node.scrollIntoView()")
     page.screenshot(path=SCREENSHOTS / "01-run-all-deadline.png")
     where = "the last cell" if state.get("pending") is None else f"code cell {state['pending']}"
     pytest.fail(f"run-all did not finish within {seconds:.0f} s; still waiting at {where} "
