@@ -54,7 +54,7 @@ def test_the_initial_values_are_drawn_beside_the_trained_ones(diracnet):
     dotted = lambda ax: [line for line in ax.lines if line.get_linestyle() == ":"]
     assert np.allclose(dotted(ax_alpha)[0].get_ydata(), 1) and np.allclose(dotted(ax_beta)[0].get_ydata(), 0.1)
     assert np.allclose(dotted(ax_ratio)[0].get_ydata(), 10, rtol=1e-5)
-    assert "at initialisation" in [t.get_text() for t in ax_ratio.get_legend().get_texts()]
+    assert "at initialisation" in [t.get_text() for t in fig.legends[0].get_texts()]  # below all three panels
     with pytest.raises(ValueError, match="not the same network"):
         dk.viz.plot_dirac_params(diracnet, initial=dk.build_model("diracnet-10-1"))
 
