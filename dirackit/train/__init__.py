@@ -148,13 +148,15 @@ def evaluate(model: nn.Module, loader: GpuLoader, autocast=nullcontext, flip: bo
 
 def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.PathLike | None = None, *,
         resume: bool = False, callbacks: Iterable[Callback] = (), progress: bool = True,
-        device: str | torch.device = "auto", sync_bn: bool = False, time_limit: float | None = None) -> RunLog:
+        device: str | torch.device = "auto", sync_bn: bool = False, time_limit: float | None = None,
+        verbose: bool | None = None) -> RunLog:
     """Train ``model`` on ``data`` with ``recipe``; returns the run's log (also written to ``out``).
 
-    Each callback is called as ``callback(row, run)`` after every epoch (live plots use this); with
-    several processes it is called on every rank, with the same row. ``sync_bn`` (CUDA, several
-    processes) converts the BatchNorm layers in place to SyncBatchNorm, so they normalise over the
-    global batch instead of each rank's part.
+    ``progress`` shows a bar during each epoch and ``verbose`` (default: as ``progress``) prints one
+    line after it. Each callback is called as ``callback(row, run)`` after every epoch (live plots and
+    ``dirackit.loggers`` use this); with several processes it is called on every rank, with the same
+    row. ``sync_bn`` (CUDA, several processes) converts the BatchNorm layers in place to
+    SyncBatchNorm, so they normalise over the global batch instead of each rank's part.
 
     ``time_limit`` (seconds of this call) stops the run at the end of the last epoch that fits in it,
     judged by how long the previous epoch took (one epoch is always trained): the returned log then
@@ -184,7 +186,7 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
         if test_correct is not None:
             session.run.write_test_correct(epoch + 1, test_correct, session.test_set)
         _save(session, epoch)
-        if session.printing:
+        if (progress if verbose is None else verbose) and world.is_main:
             _print_epoch(row, recipe.epochs)
         for callback in callbacks:
             callback(row, session.run)
@@ -215,7 +217,6 @@ class _Session:
     autocast: Callable[[], AbstractContextManager]
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     bar: Callable
-    printing: bool
 
 
 class _TrainedEpoch(NamedTuple):
@@ -265,11 +266,10 @@ def _start_or_resume(model: nn.Module, data: CifarData, recipe: Recipe, out: Pat
         run = RunLog.create(out if world.is_main else None, header)
     train_model = data_parallel(model, device)
     train_model = torch.compile(train_model) if recipe.compile else train_model
-    printing = progress and world.is_main
     return _Session(model, train_model, optimizer, train_batches, test_batches, recipe, device, world, sync_bn,
                     run, checkpoint, start_epoch, start_epoch * len(train_batches),
                     test_set_digest(data.test_images, data.test_labels), autocast_for(recipe, device),
-                    objective(model, recipe), _progress_bar(printing), printing)
+                    objective(model, recipe), _progress_bar(progress and world.is_main))
 
 
 def _placed(model: nn.Module, data: CifarData, recipe: Recipe, device: torch.device, world: World,
