@@ -86,8 +86,9 @@ def npm_tarball(spec: str, integrity: str, cache: Path = ASSET_CACHE) -> Path:
             raise RuntimeError("npm is not installed")
         cache.mkdir(parents=True, exist_ok=True)
         try:
-            subprocess.run([npm, "pack", "--silent", "--pack-destination", str(cache), spec], check=True,
-                           capture_output=True, text=True, timeout=300)
+            subprocess.run([npm, "pack", "--silent", "--fetch-retries=1", "--fetch-timeout=30000",
+                            "--pack-destination", str(cache), spec], check=True, capture_output=True, text=True,
+                           timeout=300)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
             detail = (getattr(error, "stderr", "") or "").strip().splitlines()
             raise RuntimeError(f"npm pack {spec} failed{': ' + detail[-1] if detail else ''}") from None
