@@ -152,7 +152,11 @@ def test_tables_are_rounded_to_what_their_numbers_support():
     table = pd.DataFrame({"model": ["a", "b"], "params": [298922, 135898], "test_acc": [0.10612, 0.2764],
                           "folded_img_s": [832.36667, 92.0954], "fold_error": [7.04e-07, 1.2189e-07]})
     shown = dk.viz.rounded(table)
-    assert shown["folded_img_s"].tolist() == [832.0, 92.1] and shown["test_acc"].tolist() == [0.106, 0.276]
-    assert shown["fold_error"].tolist() == [7.0e-07, 1.2e-07] and shown["params"].tolist() == [298922, 135898]
+    assert shown["folded_img_s"].tolist() == ["832", "92.1"] and shown["test_acc"].tolist() == ["0.106", "0.276"]
+    assert shown["fold_error"].tolist() == ["7.0e-07", "1.2e-07"] and shown["params"].tolist() == [298922, 135898]
     assert table["folded_img_s"][0] == 832.36667  # the frame itself keeps full precision
-    assert "832.366670" not in shown.to_string() and "7.04e-07" not in shown.to_string()
+    for text in (shown.to_string(), shown.to_html()):
+        assert "832.3" not in text and "7.04e-07" not in text and "e-07</td>" in shown.to_html()
+    from dirackit.viz.tables import significant
+    assert [significant(v, 3) for v in (2290.4, 1.1, 0.0, float("nan"), -0.0123456)] == \
+        ["2290", "1.10", "0", "", "-0.0123"]

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-__all__ = ["NotebookFigure", "log_scale", "legend_outside"]
+__all__ = ["NotebookFigure", "log_scale", "log_tick_values", "legend_outside"]
 
 
 class NotebookFigure(Figure):
@@ -38,12 +38,7 @@ def log_scale(ax: Axes, axis: str = "y", label: str | None = None) -> None:
     """
     ax.set(**{f"{axis}scale": "log"})
     target = ax.yaxis if axis == "y" else ax.xaxis
-    low, high = sorted(ax.get_ylim() if axis == "y" else ax.get_xlim())
-    decades = math.log10(high / low) if low > 0 else math.inf
-    if decades < 1:
-        target.set_major_locator(MaxNLocator(nbins=4, min_n_ticks=3))
-    else:
-        target.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if decades <= 3 else (1.0,)))
+    target.set_major_locator(_log_locator(*sorted(ax.get_ylim() if axis == "y" else ax.get_xlim())))
     target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     target.set_minor_formatter(NullFormatter())
     label = target.get_label_text() if label is None else label
@@ -51,6 +46,19 @@ def log_scale(ax: Axes, axis: str = "y", label: str | None = None) -> None:
         target.set_label_text(f"{label[:-1]}, log scale)")
     else:
         target.set_label_text(f"{label} (log scale)" if label else "log scale")
+
+
+def _log_locator(low: float, high: float):
+    decades = math.log10(high / low) if low > 0 else math.inf
+    if decades < 1:
+        return MaxNLocator(nbins=4, min_n_ticks=3)
+    return LogLocator(subs=(1.0, 2.0, 5.0) if decades <= 3 else (1.0,))
+
+
+def log_tick_values(low: float, high: float) -> list[float]:
+    """The tick values ``log_scale`` would place on a log axis spanning ``low`` to ``high`` (for
+    plots drawn by other libraries, such as the bokeh curves)."""
+    return [float(f"{v:.12g}") for v in _log_locator(low, high).tick_values(low, high) if low <= v <= high]
 
 
 def legend_outside(fig: Figure, ax: Axes | None = None, where: str = "right", **options) -> Legend | None:

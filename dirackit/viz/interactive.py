@@ -10,6 +10,7 @@ from typing import Iterable
 
 from ..runlog import RunLog
 from .curves import labelled_frames
+from .figure import log_tick_values
 
 __all__ = ["bokeh_curves", "show_bokeh"]
 
@@ -22,7 +23,7 @@ def bokeh_curves(runs: RunLog | Iterable[RunLog] | "object", log_loss: bool = Tr
     epoch and value for the hover tool, and the legends hide a run's lines on click.
     """
     from bokeh.layouts import row
-    from bokeh.models import ColumnDataSource, HoverTool
+    from bokeh.models import ColumnDataSource, FixedTicker, HoverTool
     from bokeh.palettes import Category10_10
     from bokeh.plotting import figure
 
@@ -54,6 +55,10 @@ def bokeh_curves(runs: RunLog | Iterable[RunLog] | "object", log_loss: bool = Tr
         legend.title = "dashed train, solid test; click a run to hide it"
         legend.title_text_font_size = "8pt"
         fig.xaxis.ticker.min_interval = 1  # whole epochs only
+    if log_loss:  # bokeh's own log ticks crowd (5, 10, 15... near the top); the matplotlib plots' rule
+        losses = [v for _, frame in frames for split in ("train", "test") for v in frame[f"{split}_loss"] if v > 0]
+        if losses:
+            loss.yaxis.ticker = FixedTicker(ticks=log_tick_values(min(losses), max(losses)))
     return row(loss, error)
 
 
