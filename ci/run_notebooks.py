@@ -17,9 +17,10 @@ lenient elsewhere, so this runner adds the checks it lacks:
 Profiles: ``full`` runs the defaults of each notebook's ``parameters`` cell, ``quick`` injects
 ``ci/params/<stem>.yaml``, ``auto`` is ``full`` when CUDA is available and ``quick`` otherwise.
 ``out_dir`` is always injected as ``<out>/<stem>/``, and ``dataset`` (``--dataset``, default
-cifar10) wherever the notebook declares it. Executed notebooks go to ``<out>/<stem>.ipynb`` and, as
-HTML, ``<out>/<stem>.html`` (``<out>/index.html`` links them all), papermill's log to
-``<out>/<stem>.log`` and every notebook's status and results to ``<out>/summary.json``.
+cifar10) wherever the notebook declares it. Executed notebooks go to ``<out>/<stem>.ipynb``,
+papermill's log to ``<out>/<stem>.log``, every notebook's status and results to ``<out>/summary.json``
+(paths relative to ``<out>``), and ``course_site.py`` makes the site: a page per notebook,
+``<out>/<stem>.html``, and the landing page ``<out>/index.html``, all readable offline.
 Exit status: 0 all passed, 1 a notebook failed, 2 nothing could start (no data, unknown notebook name).
 """
 from __future__ import annotations
@@ -40,6 +41,7 @@ import papermill
 import yaml
 
 import baseline_check
+import course_site
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ("quick", "full", "auto")
@@ -68,8 +70,9 @@ class Outcome:
     status: str = "failed"  # or "passed"
     seconds: float | None = None  # metadata.papermill.duration of the executed notebook
     reason: str = ""
+    parameters: dict[str, Any] | None = None  # what was injected, out_dir aside
     results: dict[str, Any] | None = None
-    executed: str | None = None
+    executed: str | None = None  # file names in the output folder
     html: str | None = None
     log: str | None = None
 
@@ -192,43 +195,6 @@ def execute(path: Path, executed: Path, log: Path, params: dict[str, Any], setti
         return subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, env=env).returncode
 
 
-def export_html(executed: Path) -> Path:
-    """``<stem>.html`` next to the executed notebook, readable without Jupyter.
-
-    Everything the notebook stored is in the page: images, tables, and bokeh plots with BokehJS
-    inline (``dk.viz.show_bokeh``), so those render offline. Widgets keep their saved state, but
-    drawing them needs the ipywidgets HTML manager, which the page loads from a CDN.
-    """
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nbformat.read(executed, as_version=4))
-    html = executed.with_suffix(".html")
-    html.write_text(body, encoding="utf-8")
-    return html
-
-
-def write_index(outcomes: list[Outcome], out: Path) -> Path:
-    """``index.html``: one row per notebook with its status, time, HTML page and results."""
-    from html import escape
-
-    rows = []
-    for o in outcomes:
-        link = f'<a href="{Path(o.html).name}">{escape(o.notebook)}</a>' if o.html else escape(o.notebook)
-        results = escape(json.dumps(o.results, indent=1)) if o.results else ""
-        seconds = "-" if o.seconds is None else f"{o.seconds:.0f} s"
-        rows.append(f"<tr><td>{link}</td><td class='{o.status}'>{o.status}</td><td>{seconds}</td>"
-                    f"<td>{escape(o.reason)}</td><td><pre>{results}</pre></td></tr>")
-    page = ("<!doctype html><meta charset='utf-8'><title>dirackit course run</title>"
-            "<style>body{font-family:sans-serif}td{vertical-align:top;padding:4px 10px}"
-            ".passed{color:#080}.failed{color:#b00}pre{margin:0;font-size:11px}</style>"
-            "<h1>dirackit course run</h1><table><tr><th>notebook</th><th>status</th><th>time</th>"
-            "<th>reason</th><th>results.json</th></tr>" + "".join(rows) + "</table>")
-    index = out / "index.html"
-    index.write_text(page, encoding="utf-8")
-    return index
-
-
 def last_line(path: Path) -> str:
     """The last non-empty line of a log: where papermill says why it stopped before any cell."""
     lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
@@ -260,14 +226,13 @@ def run_notebook(path: Path, settings: Settings, threads: int = 1) -> Outcome:
     executed = settings.out / f"{stem}.ipynb"
     executed.unlink(missing_ok=True)
     log = settings.out / f"{stem}.log"
-    outcome.log = str(log)
+    outcome.log, outcome.parameters = log.name, params
     returncode = execute(path, executed, log, {**params, "out_dir": str(out_dir)}, settings, threads)
 
     nb = json.loads(executed.read_text()) if executed.is_file() else {}
     if nb:
-        outcome.executed = str(executed)
+        outcome.executed = executed.name
         outcome.seconds = nb.get("metadata", {}).get("papermill", {}).get("duration")
-        outcome.html = str(export_html(executed))
     if returncode:
         problems.append(cell_error(nb) or last_line(log))
     problems += [f"widget output captured {e}" for e in widget_errors(nb)]
@@ -319,7 +284,8 @@ def check_baseline(results: dict[str, Any], stem: str, settings: Settings,
 
 
 def run_all(paths: list[Path], settings: Settings) -> list[Outcome]:
-    """Run the notebooks ``settings.jobs`` at a time; write and return one outcome per notebook."""
+    """Run the notebooks ``settings.jobs`` at a time, then make the site and summary.json; returns one
+    outcome per notebook."""
     settings.out.mkdir(parents=True, exist_ok=True)
     threads = threads_per_kernel(min(settings.jobs, len(paths)))
 
@@ -336,8 +302,11 @@ def run_all(paths: list[Path], settings: Settings) -> list[Outcome]:
         outcomes = list(pool.map(one, paths))
     summary = {"profile": settings.profile, "dataset": settings.dataset, "passed": all(o.passed for o in outcomes),
                "notebooks": [asdict(o) for o in outcomes]}
+    for note in course_site.build_site(settings.out, summary):
+        print(f"course site: {note}", flush=True)
+    for outcome, row in zip(outcomes, summary["notebooks"]):
+        outcome.html = row["html"]
     (settings.out / "summary.json").write_text(json.dumps(summary, indent=1))
-    write_index(outcomes, settings.out)
     return outcomes
 
 
@@ -410,8 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(outcomes))
     for o in outcomes:
         if not o.passed and o.log:
-            print(f"{o.notebook}: see {o.executed or o.log}")
-    print(f"open {settings.out / 'index.html'}: every notebook as HTML, with its results "
+            print(f"{o.notebook}: see {settings.out / (o.executed or o.log)}")
+    print(f"open {settings.out / 'index.html'}: the course as run, every notebook as a page "
           f"(executed notebooks, logs and results.json files are in the same folder)")
     return 0 if all(o.passed for o in outcomes) else 1
 

@@ -6,7 +6,7 @@ dirackit never pulls in matplotlib, bokeh or ipywidgets.
 from __future__ import annotations
 
 from . import models  # registers every model family (the registry itself imports none)
-from . import claims, compare, course, explore, layers, papers, recipes, reference, stats
+from . import claims, compare, course, explore, layers, loggers, papers, recipes, reference, stats
 from .data import CifarData, DataError, GpuLoader, load_cifar
 from .estimate import estimate_run_time
 from .folding import check_fold, fold
@@ -22,7 +22,7 @@ __all__ = ["build_model", "list_models", "model_card", "paper_recipe", "count_pa
            "fold_speed", "training_speed",
            "fold", "check_fold", "Recipe", "recipes", "layers", "load_cifar", "CifarData", "GpuLoader",
            "DataError", "fit", "resolve_device", "estimate_run_time", "RunLog", "load_run", "load_runs", "explore",
-           "compare", "course", "claims", "papers", "reference", "stats"]
+           "compare", "course", "claims", "papers", "reference", "stats", "loggers"]
 
 
 def __getattr__(name: str):

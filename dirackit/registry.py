@@ -10,6 +10,7 @@ as torchvision's and timm's registries are filled by their model packages.
 """
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
@@ -97,6 +98,7 @@ def paper_recipe(name: str, **changes) -> "Recipe":
     return get_recipe(model_card(name).recipe).replace(**changes)
 
 
-def list_models() -> list[str]:
-    """Example names of every registered family (each one builds)."""
-    return [n for card in _CARDS.values() for n in card.examples]
+def list_models(pattern: str = "*") -> list[str]:
+    """Example names of every registered family (each one builds), those matching the shell-style
+    ``pattern`` (``fnmatch``: ``*``, ``?``, ``[...]``), e.g. ``list_models("*-dbb")``."""
+    return [n for card in _CARDS.values() for n in card.examples if fnmatch.fnmatchcase(n, pattern)]

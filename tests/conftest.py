@@ -1,5 +1,5 @@
 """Shared fixtures: random BatchNorm statistics (fresh BNs are near-identity and hide fold bugs) and
-small synthetic CIFAR-shaped data built in memory."""
+small synthetic CIFAR-shaped data built in memory; the browser tests run last."""
 from __future__ import annotations
 
 import pytest
@@ -54,3 +54,9 @@ def make_data():
 @pytest.fixture
 def tiny_data() -> CifarData:
     return _synthetic_data()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: they cost the most wall time per check, and the course-site test reads the
+    course that the notebook run (tests/test_notebooks.py) builds earlier in the same session."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)  # stable: order kept otherwise

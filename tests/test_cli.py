@@ -87,3 +87,46 @@ def test_time_limit_pauses_with_its_own_exit_status_and_the_same_command_continu
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["recipe"]["milestones"] == [1, 2, 2]  # the WRN drops (60, 120, 160 of 200) scaled to 3 epochs
     assert_clean_failure(train(*command[:-1], "-5", tmp_path=tmp_path), "time_limit must be a positive")
+
+
+def test_a_small_subset_gets_a_batch_that_fits_and_the_run_says_what_it_does(tmp_path, image_folder):
+    result = train("--model", "wrn-10-1", "--data", str(image_folder), "--out", str(tmp_path / "run"), "--device",
+                   "cpu", "--subset", "5", "--epochs", "1", "--no-progress", "--csv", str(tmp_path / "epochs.csv"),
+                   tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    import dirackit as dk
+    assert lines[0] == f"model   wrn-10-1: {dk.count_params(dk.build_model('wrn-10-1', num_classes=3)):,} parameters"
+    assert lines[1] == "device  cpu, fp32"
+    assert lines[2].startswith("data    15 train / 3 test images, 3 classes")
+    assert lines[3] == "recipe  wrn: 1 epochs, batch 4, step: lr 0.1, x0.2 after epochs none"
+    assert lines[4].startswith("note    batch 4 instead of the recipe's 128")
+    assert lines[5] == f"out     {tmp_path / 'run'}"
+    assert lines[6].startswith("epoch   1/1  train loss")  # --no-progress turns off bars only
+    assert "it/s" not in result.stderr  # no tqdm bar
+    assert [row.split(",")[0] for row in (tmp_path / "epochs.csv").read_text().splitlines()] == ["epoch", "1"]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["recipe"]["batch_size"] == 4
+
+
+def test_help_shows_defaults_under_the_name_it_was_called_by(tmp_path):
+    import os
+    from pathlib import Path
+    help_text = train("--help", tmp_path=tmp_path).stdout
+    assert help_text.startswith("usage: python -m dirackit.train ")
+    assert "(default: auto)" in help_text and "(default: 0)" in help_text and "(default: None)" not in help_text
+    script = Path(sys.executable).with_name("dirackit-train")
+    if script.is_file():  # the console script of an installed package
+        env = dict(os.environ, DIRACKIT_CACHE=str(tmp_path / "cache"))
+        usage = subprocess.run([str(script), "--help"], capture_output=True, text=True, env=env, timeout=300).stdout
+        assert usage.startswith("usage: dirackit-train ")
+
+
+def test_models_are_listed_by_shell_pattern(tmp_path):
+    import dirackit as dk
+    assert dk.list_models("wrn-*") and all(n.startswith("wrn-") for n in dk.list_models("wrn-*"))
+    assert set(dk.list_models("*-dbb")) == {"vgg16-dbb", "resnet18-dbb"} and dk.list_models("zz*") == []
+    assert set(dk.list_models()) > set(dk.list_models("wrn-*"))
+    listed = train("--list-models", "resnet18*", tmp_path=tmp_path)
+    assert listed.returncode == 0 and [line.split()[0] for line in listed.stdout.splitlines()] == \
+        dk.list_models("resnet18*")
+    assert_clean_failure(train("--list-models", "zz*", tmp_path=tmp_path), "no model name matches 'zz*'")

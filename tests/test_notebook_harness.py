@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import time
@@ -37,10 +38,14 @@ def harness(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], dict[str, dict]]:
-    out = tmp_path_factory.mktemp("quick")
-    proc = harness("--profile", "quick", "--out", out)
-    summary = json.loads((out / "summary.json").read_text())
+def quick_out(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("quick")
+
+
+@pytest.fixture(scope="module")
+def quick_run(quick_out) -> tuple[subprocess.CompletedProcess[str], dict[str, dict]]:
+    proc = harness("--profile", "quick", "--out", quick_out)
+    summary = json.loads((quick_out / "summary.json").read_text())
     return proc, {entry["notebook"]: entry for entry in summary["notebooks"]}
 
 
@@ -53,13 +58,13 @@ def test_a_failing_notebook_fails_the_run(quick_run):
         assert f"{name} " in table and outcome["status"] in table
 
 
-def test_good_notebook_passes_with_injected_parameters(quick_run):
+def test_good_notebook_passes_with_injected_parameters(quick_run, quick_out):
     _, outcomes = quick_run
     good = outcomes["00_good"]
     assert good["status"] == "passed", good["reason"]
     assert good["seconds"] > 0
-    executed = json.loads(Path(good["executed"]).read_text())
-    out_dir = Path(good["executed"]).parent / "00_good"
+    executed = json.loads((quick_out / good["executed"]).read_text())
+    out_dir = quick_out / "00_good"
     assert executed["metadata"]["papermill"]["parameters"] == {"score": 0.8, "out_dir": str(out_dir)}
     # cwd is the notebooks folder and the kernel got the thread limit
     threads = str(run_notebooks.threads_per_kernel(2))
@@ -101,11 +106,11 @@ def test_full_profile_injects_only_out_dir(tmp_path):
     assert json.loads((tmp_path / "00_good" / "results.json").read_text())["score"] == 0.9
 
 
-def test_dataset_is_injected_where_declared(quick_run, tmp_path):
+def test_dataset_is_injected_where_declared(quick_run, quick_out, tmp_path):
     _, outcomes = quick_run
     assert outcomes["05_dataset"]["status"] == "passed" and outcomes["05_dataset"]["results"] == {"dataset": "cifar10"}
-    assert "dataset" not in json.loads(Path(outcomes["00_good"]["executed"]).read_text())["metadata"]["papermill"][
-        "parameters"]
+    assert "dataset" not in json.loads((quick_out / outcomes["00_good"]["executed"]).read_text())["metadata"][
+        "papermill"]["parameters"]
     proc = harness("--profile", "full", "--dataset", "cifar100", "--out", tmp_path, "05_dataset", "00_good")
     summary = {e["notebook"]: e for e in json.loads((tmp_path / "summary.json").read_text())["notebooks"]}
     assert proc.returncode == 1 and json.loads((tmp_path / "summary.json").read_text())["dataset"] == "cifar100"
@@ -250,18 +255,33 @@ def test_kernels_talk_over_sockets_of_their_own(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "a.ipynb", "b", "b.ipynb", "conn.ipynb"]
 
 
-def test_every_executed_notebook_is_exported_as_html_and_indexed(quick_run, tmp_path_factory):
+def test_the_run_is_a_site_that_needs_nothing_from_outside(quick_run, quick_out):
     proc, outcomes = quick_run
-    good = outcomes["00_good"]
-    html = Path(good["html"])
-    assert html.is_file() and html.name == "00_good.html"
-    executed = json.loads(Path(good["executed"]).read_text())
-    last = "".join(executed["cells"][-1]["outputs"][0]["data"]["text/plain"])  # write_text's byte count
-    page = html.read_text()
-    assert f"<pre>{last}</pre>" in page and "application/vnd.jupyter.widget-state+json" in page
+    good, site = outcomes["00_good"], outcomes["06_site"]
+    assert (good["executed"], good["html"], good["log"]) == ("00_good.ipynb", "00_good.html", "00_good.log")
     assert outcomes["01_unknown_param"]["html"] is None  # never executed
-    index = (html.parent / "index.html").read_text()
-    assert all(name in index for name in outcomes) and 'href="00_good.html"' in index
+    assert str(quick_out) not in (quick_out / "summary.json").read_text()  # paths relative to the site
+    executed = json.loads((quick_out / good["executed"]).read_text())
+    last = "".join(executed["cells"][-1]["outputs"][0]["data"]["text/plain"])  # write_text's byte count
+    page = (quick_out / good["html"]).read_text()
+    assert f"<pre>{last}</pre>" in page and "application/vnd.jupyter.widget-state+json" in page
+    for html in (page, (quick_out / site["html"]).read_text()):
+        sources = re.findall(r'<script[^>]*\ssrc="([^"]+)"', html)
+        assert sources and all((quick_out / src.split("?")[0]).is_file() for src in sources), sources
+
+    # A page is titled by its first heading, and each widget carries a static rendering of its state.
+    page = (quick_out / site["html"]).read_text()
+    assert "<title>06 · The site's fixture: math, a bokeh plot and widgets</title>" in page
+    views = [o for c in json.loads((quick_out / site["executed"]).read_text())["cells"]
+             for o in c.get("outputs", []) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert page.count('class="dk-static"') == len(views) == 2
+    assert "k: <b>3</b>" in page and "<pre>the button was pressed 0 times\n</pre>" in page
+    assert '<span class="dk-button">Press me</span>' in page
+
+    index = (quick_out / "index.html").read_text()
+    assert all(f'href="{o["html"]}"' in index for o in outcomes.values() if o["html"])
+    assert "06 · The site&#39;s fixture" in index and "the fixture renders offline" in index  # title, claim
+    assert "No claims recorded" in index and "Quick profile" in index
     assert "index.html" in proc.stdout
 
 

@@ -58,6 +58,14 @@ def test_not_an_executed_copy(notebook):
     assert not [c for c in nb.cells if "papermill" in c.get("metadata", {})], "remove cell papermill metadata"
 
 
+def test_no_cell_prints_the_function_that_interact_returns(notebook):
+    """``widgets.interact(f)`` returns ``f``: as a cell's last line it adds a stray ``<function f ...>``."""
+    _, nb = notebook
+    stray = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()
+             and re.match(r"(widgets\.)?interact(_manual)?\(.*\)$", c.source.strip().splitlines()[-1])]
+    assert not stray, f"cells {stray} end with interact(...): end the line with ; or assign its result"
+
+
 def test_kernel_is_python3(notebook):
     _, nb = notebook
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3"

@@ -152,13 +152,15 @@ def evaluate(model: nn.Module, loader: GpuLoader, autocast=nullcontext, flip: bo
 
 def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.PathLike | None = None, *,
         resume: bool = False, callbacks: Iterable[Callback] = (), progress: bool = True,
-        device: str | torch.device = "auto", sync_bn: bool = False, time_limit: float | None = None) -> RunLog:
+        device: str | torch.device = "auto", sync_bn: bool = False, time_limit: float | None = None,
+        verbose: bool | None = None) -> RunLog:
     """Train ``model`` on ``data`` with ``recipe``; returns the run's log (also written to ``out``).
 
-    Each callback is called as ``callback(row, run)`` after every epoch (live plots use this); with
-    several processes it is called on every rank, with the same row. ``sync_bn`` (CUDA, several
-    processes) converts the BatchNorm layers in place to SyncBatchNorm, so they normalise over the
-    global batch instead of each rank's part.
+    ``progress`` shows a bar during each epoch and ``verbose`` (default: as ``progress``) prints one
+    line after it. Each callback is called as ``callback(row, run)`` after every epoch (live plots and
+    ``dirackit.loggers`` use this); with several processes it is called on every rank, with the same
+    row. ``sync_bn`` (CUDA, several processes) converts the BatchNorm layers in place to
+    SyncBatchNorm, so they normalise over the global batch instead of each rank's part.
 
     ``time_limit`` (seconds of this call) stops the run at the end of the last epoch that fits in it,
     judged by how long the previous epoch took (one epoch is always trained): the returned log then
@@ -172,8 +174,9 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
     if sync_bn and device.type != "cuda":
         raise ValueError(f"sync_bn needs CUDA: SyncBatchNorm synchronises over NCCL and has no {device.type} "
                          f"version; train without it")
+    printing = (progress if verbose is None else verbose) and world.is_main
     session = _start_or_resume(model, data, recipe, None if out is None else Path(out), resume=resume,
-                               progress=progress, device=device, world=world, sync_bn=sync_bn)
+                               progress=progress, printing=printing, device=device, world=world, sync_bn=sync_bn)
     for epoch in range(session.start_epoch, recipe.epochs):
         epoch_started = time.perf_counter()
         trained = _train_epoch(session, epoch)
@@ -189,7 +192,7 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
         if test_correct is not None:
             session.run.write_test_correct(epoch + 1, test_correct, session.test_set)
         _save(session, epoch)
-        if session.printing:
+        if printing:
             _print_epoch(row, recipe.epochs)
         for callback in callbacks:
             callback(row, session.run)
@@ -221,7 +224,6 @@ class _Session:
     scaler: torch.amp.GradScaler | None  # fp16 only: scales the loss, skips steps whose gradients overflowed
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     bar: Callable
-    printing: bool
 
 
 class _TrainedEpoch(NamedTuple):
@@ -233,7 +235,8 @@ class _TrainedEpoch(NamedTuple):
 
 
 def _start_or_resume(model: nn.Module, data: CifarData, recipe: Recipe, out: Path | None, *, resume: bool,
-                     progress: bool, device: torch.device, world: World, sync_bn: bool) -> _Session:
+                     progress: bool, printing: bool, device: torch.device, world: World,
+                     sync_bn: bool) -> _Session:
     """Place the model, build the loaders and the optimiser, and create the run folder, or continue the
     one in ``out`` from its checkpoint (weights, optimiser, RNG, epoch)."""
     checkpoint = None if out is None else out / CHECKPOINT
@@ -274,14 +277,13 @@ def _start_or_resume(model: nn.Module, data: CifarData, recipe: Recipe, out: Pat
         run = RunLog.create(out if world.is_main else None, header)
     train_model = data_parallel(model, device)
     train_model = torch.compile(train_model) if recipe.compile else train_model
-    printing = progress and world.is_main
     if printing:
         print(f"{'resuming' if start_epoch else 'training'} {header['model'].get('name')} on {header['device_name']}: "
               f"{describe_precision(recipe.precision, device)}", flush=True)
     return _Session(model, train_model, optimizer, train_batches, test_batches, recipe, device, world, sync_bn,
                     run, checkpoint, start_epoch, start_epoch * len(train_batches),
                     test_set_digest(data.test_images, data.test_labels), autocast_for(recipe, device), scaler,
-                    objective(model, recipe), _progress_bar(printing), printing)
+                    objective(model, recipe), _progress_bar(progress and world.is_main))
 
 
 def _placed(model: nn.Module, data: CifarData, recipe: Recipe, device: torch.device, world: World,

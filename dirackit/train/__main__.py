@@ -1,20 +1,25 @@
-"""``python -m dirackit.train``: train a registered model on CIFAR from the command line.
+"""``python -m dirackit.train`` (or ``dirackit-train``): train a registered model on CIFAR from the
+command line.
 
-``torchrun --nproc_per_node=N -m dirackit.train ...`` trains on N processes (one per GPU), with
-``--batch-size`` the global batch; rank 0 writes the run folder and prints.
+It says what it is about to do in a few lines (model, device, data, recipe, where it writes; fit adds
+the precision), then one line per epoch. ``torchrun --nproc_per_node=N -m dirackit.train ...`` trains on N
+processes (one per GPU), with ``--batch-size`` the global batch; rank 0 writes the run folder and prints.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 import torch
 
 from ..checkpoint import CheckpointError
-from ..data import load_cifar
-from ..recipes import PRESETS, get_recipe
-from ..registry import build_model, model_card
+from ..data import CifarData, load_cifar
+from ..loggers import CsvLogger, TensorBoardLogger
+from ..metrics import count_params
+from ..recipes import PRESETS, Recipe, get_recipe
+from ..registry import build_model, list_models, model_card
 from . import TrainingDiverged, fit, resolve_device
 from .distributed import init_from_env, main_first, shutdown
 
@@ -28,18 +33,35 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show (None, a flag's False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _prog() -> str:
+    """How the command was called: ``python -m dirackit.train`` (also under torchrun) or the script's name."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "python -m dirackit.train" if name in ("", "__main__.py", "-c") else name
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m dirackit.train``: bad input exits 2 with one line on stderr, never a traceback."""
     started = time.perf_counter()
-    parser = _Parser(prog="python -m dirackit.train", description="Train a dirackit model on CIFAR.")
-    parser.add_argument("--model", required=True, help="registry name, e.g. wrn-28-10, wrn-16-4")
+    parser = _Parser(prog=_prog(), description="Train a dirackit model on CIFAR.", formatter_class=_Formatter)
+    parser.add_argument("--model", help="registry name, e.g. wrn-28-10, wrn-16-4 (see --list-models)")
     parser.add_argument("--data", default=None, help="archive, folder, torchvision root, cifar10 or cifar100 "
                                                      "(default: $DIRACKIT_DATA, else CIFAR-10 download)")
     parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
-    parser.add_argument("--out", required=True, help="run folder (log, provenance, checkpoint)")
+    parser.add_argument("--out", help="run folder (log, provenance, checkpoint)")
     parser.add_argument("--recipe", choices=sorted(PRESETS), default=None, help="default: the model's paper recipe")
-    parser.add_argument("--batch-size", type=int, default=None, help="the global batch, split across processes")
-    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="the global batch, split across processes (default: the recipe's, lowered to fit "
+                             "a small --subset)")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
     parser.add_argument("--schedule", choices=("step", "cosine", "onecycle"), default=None,
                         help="lr schedule (default: the recipe's; a step schedule's milestones scale with --epochs)")
     parser.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default=None,
@@ -49,20 +71,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subset", type=int, default=None, metavar="N_PER_CLASS",
                         help="train on N images per class (and N/5 test images per class)")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda|mps")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling and augmentation")
     parser.add_argument("--sync-bn", action="store_true", help="several GPUs (torchrun): BatchNorm statistics "
                                                                "over the global batch, not each GPU's part")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                         help=f"stop after the last epoch that fits in SECONDS, exit {PAUSED}; the same command "
                              f"with --resume continues (for job slots shorter than the run)")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (the epoch lines stay)")
+    parser.add_argument("--tensorboard", metavar="DIR", default=None,
+                        help="also log every epoch to TensorBoard event files in DIR (needs the tensorboard package)")
+    parser.add_argument("--csv", metavar="FILE", default=None, help="also keep the epochs as a CSV table in FILE")
+    parser.add_argument("--list-models", nargs="?", const="*", default=None, metavar="PATTERN",
+                        help="list the example model names matching the shell-style PATTERN (all without one), "
+                             "then exit")
     args = parser.parse_args(argv)
 
     def fail(message: str) -> int:
         print(f"{parser.prog}: error: {message}", file=sys.stderr)
         return 2
 
+    if args.list_models is not None:
+        return _list_models(args.list_models, parser.prog)
+    missing = [flag for flag, value in (("--model", args.model), ("--out", args.out)) if not value]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)}")
     try:
         options = {} if args.dropout is None else {"dropout": args.dropout}
         recipe = get_recipe(args.recipe or model_card(args.model).recipe)
@@ -72,15 +105,27 @@ def main(argv: list[str] | None = None) -> int:
         if args.subset is not None and args.subset < 1:
             raise ValueError(f"--subset must be >= 1 images per class, got {args.subset}")
         world, device = init_from_env(resolve_device(args.device))
+        loggers = ([TensorBoardLogger(args.tensorboard)] if args.tensorboard else []) + \
+            ([CsvLogger(args.csv)] if args.csv else [])
         with main_first():  # under torchrun: rank 0 fills the data cache (or downloads), then the others read
             data = load_cifar(args.data)
         if args.subset:
             data = data.subset(args.subset, max(1, args.subset // 5))
+        note = ""
+        if args.batch_size is None:
+            recipe, note = fit_batch(recipe, len(data.train_labels), world.world_size)
         torch.manual_seed(args.seed)
         model = build_model(args.model, num_classes=data.num_classes, **options)
+        if world.is_main:
+            print(describe(args.model, model, device, data, recipe, args.recipe or model_card(args.model).recipe,
+                           args.out, note), flush=True)
         run = fit(model, data, recipe, out=args.out, resume=args.resume, progress=not args.no_progress,
-                  device=device, sync_bn=args.sync_bn,
+                  verbose=True, device=device, sync_bn=args.sync_bn, callbacks=loggers,
                   time_limit=_remaining(args.time_limit, started))
+        for logger in loggers:
+            getattr(logger, "close", lambda: None)()
+    except ImportError as e:  # --tensorboard without the tensorboard package
+        return fail(str(e))
     except (ValueError, TypeError, OSError, TrainingDiverged, CheckpointError) as e:  # DataError: ValueError
         return fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     except KeyboardInterrupt:
@@ -96,6 +141,58 @@ def main(argv: list[str] | None = None) -> int:
               f"run folder {args.out}")
     shutdown()
     return PAUSED if paused else 0
+
+
+def fit_batch(recipe: Recipe, train_images: int, processes: int = 1) -> tuple[Recipe, str]:
+    """The recipe's batch, or a smaller one when the training set is too small for it (a ``--subset``):
+    the largest power of two that gives two steps an epoch and splits evenly across the processes.
+    Returns the recipe and a note saying what was chosen ("" when nothing changed)."""
+    if recipe.batch_size * 2 <= train_images or recipe.batch_size <= processes:
+        return recipe, ""
+    batch = 1 << max(0, (train_images // 2).bit_length() - 1)
+    batch = max(processes, batch - batch % processes)
+    if batch >= recipe.batch_size:
+        return recipe, ""
+    return recipe.replace(batch_size=batch), (f"batch {batch} instead of the recipe's {recipe.batch_size}, "
+                                              f"which is more than half of the {train_images} training images "
+                                              f"(set --batch-size to choose)")
+
+
+def describe(name: str, model: torch.nn.Module, device: torch.device, data: CifarData, recipe: Recipe,
+             recipe_name: str, out: str, note: str = "") -> str:
+    """What the run is about to do, one line per part."""
+    cuda = device.type == "cuda"
+    where = f"{device.type} ({torch.cuda.get_device_name(device)})" if cuda else device.type
+    layout = ", channels_last" if cuda and recipe.channels_last else ""
+    if recipe.schedule == "step":
+        drops = ", ".join(map(str, recipe.milestones)) or "none"
+        schedule = f"step: lr {recipe.lr:g}, x{recipe.gamma:g} after epochs {drops}"
+    elif recipe.schedule == "cosine":
+        schedule = f"cosine from lr {recipe.lr:g} to 0"
+    else:
+        schedule = f"onecycle: up to lr {recipe.lr:g} over the first {recipe.warmup:.0%} of steps, then down to 0"
+    lines = [f"model   {name}: {count_params(model):,} parameters",
+             f"device  {where}{layout}",
+             f"data    {len(data.train_labels):,} train / {len(data.test_labels):,} test images, "
+             f"{data.num_classes} classes ({data.source})",
+             f"recipe  {recipe_name}: {recipe.epochs} epochs, batch {recipe.batch_size}, {schedule}",
+             f"out     {out}"]
+    if note:
+        lines.insert(4, f"note    {note}")
+    return "\n".join(lines)
+
+
+def _list_models(pattern: str, prog: str) -> int:
+    """Print the example names matching ``pattern`` with their family and paper; 2 if none matches."""
+    names = list_models(pattern)
+    if not names:
+        print(f"{prog}: error: no model name matches {pattern!r} (--list-models alone lists them all)", file=sys.stderr)
+        return 2
+    width = max(map(len, names))
+    for name in names:
+        card = model_card(name)
+        print(f"{name:<{width}}  {card.pattern:<24}  {card.paper}")
+    return 0
 
 
 def _remaining(time_limit: float | None, started: float) -> float | None:

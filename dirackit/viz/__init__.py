@@ -12,10 +12,11 @@ from .dirac import dirac_heatmap, plot_dirac_evolution, plot_dirac_params, plot_
 from .figure import NotebookFigure
 from .images import image_grid
 from .interactive import bokeh_curves, show_bokeh
+from .tables import rounded
 from .wrn import plot_paper_configs
 
 __all__ = ["NotebookFigure", "LiveCurves", "plot_curves", "image_grid", "plot_dirac_params", "dirac_heatmap",
            "plot_dirac_evolution", "plot_folded_filters", "plot_signal_profile", "plot_gate_masks",
            "plot_masked_weight", "plot_group_history", "plot_complexity", "plot_accuracy_vs_cost",
            "plot_branch_kernels", "plot_branch_shares", "plot_share_history", "plot_kernel_skeleton",
-           "plot_deploy_agreement", "plot_paper_configs", "bokeh_curves", "show_bokeh", "plot_fold_speed"]
+           "plot_deploy_agreement", "plot_paper_configs", "bokeh_curves", "show_bokeh", "plot_fold_speed", "rounded"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from .figure import NotebookFigure
+from .figure import NotebookFigure, legend_outside
 
 __all__ = ["plot_fold_speed"]
 
@@ -18,8 +18,7 @@ def plot_fold_speed(table, fig: Figure | None = None) -> Figure:
     x = np.arange(len(table))
     ax.bar(x - 0.2, table["unfolded_img_s"], 0.4, label="as trained")
     ax.bar(x + 0.2, table["folded_img_s"], 0.4, label="folded")
-    ax.set_xticks(x, labels=list(table["model"]), rotation=30, ha="right")
+    ax.set_xticks(x, labels=list(table["model"]), rotation=30, ha="right", rotation_mode="anchor")
     ax.set(ylabel="inference images/s", title="inference speed before and after folding")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
+    legend_outside(fig, ax)
     return fig

@@ -13,12 +13,13 @@ from typing import Mapping
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ..diagnostics import kernel_skeleton
 from ..layers import DiverseBranchBlock, OnlineDiverseBranchBlock
 from ..models.dbb_nets import BranchStats
 from ..runlog import RunLog
-from .figure import NotebookFigure
+from .figure import NotebookFigure, legend_outside
 
 __all__ = ["plot_branch_kernels", "plot_branch_shares", "plot_share_history", "plot_kernel_skeleton",
            "plot_deploy_agreement"]
@@ -98,8 +99,7 @@ def plot_branch_shares(source: BranchStats | RunLog | Mapping[str, list[float]],
     ax.set(xlabel="branched layer (input to output)", ylabel="share of the folded kernel's norm", ylim=(0, 1),
            title="what each branch contributes")
     ax.set_xticks(range(1, layers + 1))
-    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.tight_layout()
+    legend_outside(fig, ax)
     return fig
 
 
@@ -112,8 +112,8 @@ def plot_share_history(run: RunLog | "object", fig: Figure | None = None) -> Fig
     for i, (label, column) in enumerate(_share_columns(frame).items()):
         ax.plot(frame["epoch"], [np.mean(v) for v in frame[column]], marker="o", color=f"C{i}", label=label)
     ax.set(xlabel="epoch", ylabel="mean share over layers", title="branch shares during training")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    legend_outside(fig, ax)
     return fig
 
 
@@ -151,6 +151,5 @@ def plot_deploy_agreement(reference: torch.Tensor, deployed: torch.Tensor, fig: 
     ax.plot([low, high], [low, high], color="k", linewidth=1, linestyle="--", label="identity")
     ax.set(xlabel="training-time model (eval mode)", ylabel="deployed (folded) model",
            title=f"max|Δ| / max|ref| = {error:.1e}")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
+    legend_outside(fig, ax, where="below")
     return fig

@@ -12,11 +12,11 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from matplotlib.ticker import EngFormatter, NullFormatter
+from matplotlib.ticker import EngFormatter, MaxNLocator, NullFormatter
 
 from ..layers import DGConv2d, gate_mask
 from ..runlog import RunLog
-from .figure import NotebookFigure
+from .figure import NotebookFigure, legend_outside, log_scale
 
 __all__ = ["plot_gate_masks", "plot_masked_weight", "plot_group_history", "plot_complexity",
            "plot_accuracy_vs_cost"]
@@ -56,7 +56,7 @@ def plot_masked_weight(layer: DGConv2d, fig: Figure | None = None) -> Figure:
     fig.clear()
     for ax, (image, title, cmap) in zip(fig.subplots(1, 3), panels):
         shown = ax.imshow(image.numpy(), cmap=cmap, interpolation="nearest")
-        fig.colorbar(shown, ax=ax, fraction=0.046)
+        fig.colorbar(shown, ax=ax, fraction=0.046, label="mask value (0 or 1)" if title == "U" else "mean |weight|")
         ax.set(title=title, xlabel="input channel", ylabel="output channel")
     fig.suptitle(f"gates {layer.gate_pattern}: {layer.learned_groups} groups of "
                  f"{layer.in_channels // layer.learned_groups} channels")
@@ -81,7 +81,7 @@ def plot_group_history(run: RunLog | "object", fig: Figure | None = None) -> Fig
     ax = fig.subplots()
     image = ax.imshow(np.log2(groups), aspect="auto", cmap="magma", interpolation="nearest",
                       extent=(frame["epoch"].min() - 0.5, frame["epoch"].max() + 0.5, groups.shape[0] - 0.5, -0.5))
-    bar = fig.colorbar(image, ax=ax, label="groups")
+    bar = fig.colorbar(image, ax=ax, label="groups (colour on a log2 scale)")
     ticks = np.arange(np.log2(groups).min(), np.log2(groups).max() + 1)
     bar.set_ticks(ticks, labels=[f"{2 ** t:.0f}" for t in ticks])
     if groups.size <= 400:
@@ -105,9 +105,10 @@ def plot_complexity(runs: Mapping[str, RunLog | "object"] | RunLog, fig: Figure 
         frame = _frame(run, "zeta_ratio")
         ax.plot(frame["epoch"], frame["zeta_ratio"], marker="o", label=name)
     ax.axhline(1, color="k", linestyle="--", linewidth=1, label="budget o")
-    ax.set(xlabel="epoch", ylabel="zeta / o", yscale="log", title="complexity against the budget")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
+    ax.set(xlabel="epoch", title="complexity against the budget")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    log_scale(ax, "y", "zeta / o")
+    legend_outside(fig, ax)
     return fig
 
 
@@ -121,10 +122,10 @@ def plot_accuracy_vs_cost(points: Mapping[str, tuple[float, float]], cost: str =
         ax.scatter([c], [acc], s=60, color=f"C{i}", label=name)
     costs = [c for c, _ in points.values()]
     wide_range = len(costs) > 1 and max(costs) > 10 * min(costs)  # a log axis labels nothing within a decade
-    ax.set(xlabel=cost, ylabel="test accuracy", xscale="log" if wide_range else "linear",
-           title=f"accuracy against {cost}")
+    ax.set(xlabel=cost, ylabel="test accuracy", title=f"accuracy against {cost}")
+    if wide_range:
+        log_scale(ax, "x")
     ax.xaxis.set_major_formatter(EngFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.legend(fontsize="small")
-    fig.tight_layout()
+    legend_outside(fig, ax)
     return fig

@@ -9,11 +9,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torch import nn
 
 from ..layers import DiracConv2d
 from ..runlog import RunLog
-from .figure import NotebookFigure
+from .figure import NotebookFigure, legend_outside, log_scale
 
 __all__ = ["plot_dirac_params", "dirac_heatmap", "plot_dirac_evolution", "plot_folded_filters",
            "plot_signal_profile"]
@@ -56,18 +57,16 @@ def plot_dirac_params(model: nn.Module, initial: nn.Module | None = None, fig: F
                     label="at initialisation")
         ax.set(xlabel="layer depth", ylabel=name, title=name)
     ratio_of = lambda ms: [(m.alpha.abs() / m.beta.abs().clamp_min(1e-12)).median().item() for m in ms]
-    ax_ratio.plot(depth, ratio_of(layers), color="C1", label="trained" if start is not None else None)
-    if start is not None:
-        ax_ratio.plot(depth, ratio_of(start), ":", color="0.4", label="at initialisation")
-        ax_ratio.legend(fontsize="small")
-    ax_ratio.set(xlabel="layer depth", ylabel="median |alpha| / |beta|", yscale="log",
-                 title="how identity-like each layer stays")
+    ax_ratio.plot(depth, ratio_of(layers), color="C1")
+    if start is not None:  # dotted grey, as "at initialisation" in the legend
+        ax_ratio.plot(depth, ratio_of(start), ":", color="0.4")
+    ax_ratio.set(xlabel="layer depth", title="how identity-like each layer stays")
+    log_scale(ax_ratio, "y", "median |alpha| / |beta|")
     for d, (before, after) in enumerate(zip(layers, layers[1:]), start=1):
         if after.out_channels != before.out_channels:
             for ax in (ax_alpha, ax_beta, ax_ratio):
                 ax.axvline(d + 0.5, color="0.5", linestyle="--", linewidth=1)
-    ax_alpha.legend(fontsize="small")
-    fig.tight_layout()
+    legend_outside(fig, ax_alpha, where="below")
     return fig
 
 
@@ -84,7 +83,7 @@ def dirac_heatmap(model: nn.Module, fig: Figure | None = None) -> Figure:
             grid[:m.out_channels, d] = getattr(m, name).float().cpu().numpy()
         image = ax.imshow(grid, aspect="auto", origin="lower", interpolation="nearest",
                           extent=(0.5, len(layers) + 0.5, -0.5, width - 0.5))
-        fig.colorbar(image, ax=ax, label=name)
+        fig.colorbar(image, ax=ax, label=f"{name} (per channel, no unit)")
         ax.set(xlabel="layer depth", ylabel="output channel", title=name)
     fig.tight_layout()
     return fig
@@ -110,8 +109,11 @@ def plot_dirac_evolution(frame: RunLog | "object", key: str = "dirac_ratio", fig
     ax = fig.subplots()
     for d in range(values.shape[1]):
         ax.plot(frame["epoch"], values[:, d], color=cmap(norm(d + 1)), linewidth=1)
-    fig.colorbar(ScalarMappable(norm, cmap), ax=ax, label="layer depth")
-    ax.set(xlabel="epoch", ylabel=_LABELS.get(key, key), yscale="log" if key == "dirac_ratio" else "linear")
+    fig.colorbar(ScalarMappable(norm, cmap), ax=ax, label="layer depth (conv index, input to output)")
+    ax.set(xlabel="epoch", ylabel=_LABELS.get(key, key))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if key == "dirac_ratio":
+        log_scale(ax, "y")
     fig.tight_layout()
     return fig
 
@@ -150,7 +152,7 @@ def plot_folded_filters(conv: nn.Conv2d | torch.Tensor, max_channels: int = 16, 
                             (ax_centre, centre.numpy(), "centre tap")):
         limit = float(np.nanmax(np.abs(data))) or 1.0
         image = ax.imshow(data, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
-        fig.colorbar(image, ax=ax)
+        fig.colorbar(image, ax=ax, label="weight (red > 0 > blue)")
         ax.set(xlabel="input channel", ylabel="output channel", title=title)
     ax_mosaic.set(xticks=[], yticks=[])
     off = centre[~diagonal].abs().mean().item() if (~diagonal).any() else float("nan")
@@ -169,8 +171,9 @@ def plot_signal_profile(profiles: dict[str, "object"], fig: Figure | None = None
     for label, profile in profiles.items():
         ax_act.plot(profile["depth"], profile["activation_rms"], label=label)
         ax_grad.plot(profile["depth"], profile["grad_rms"], label=label)
-    ax_act.set(xlabel="conv depth", ylabel="RMS", yscale="log", title="activations (forward)")
-    ax_grad.set(xlabel="conv depth", ylabel="RMS", yscale="log", title="loss gradients (backward)")
-    ax_grad.legend(fontsize="small")
-    fig.tight_layout()
+    ax_act.set(xlabel="conv depth", title="activations (forward)")
+    ax_grad.set(xlabel="conv depth", title="loss gradients (backward)")
+    for ax in (ax_act, ax_grad):
+        log_scale(ax, "y", "RMS")
+    legend_outside(fig, ax_grad, where="below")
     return fig

@@ -4,10 +4,9 @@ from __future__ import annotations
 from typing import Mapping
 
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
 
 from ..explore import PAPER_RESULTS
-from .figure import NotebookFigure
+from .figure import NotebookFigure, legend_outside, log_scale
 
 __all__ = ["plot_paper_configs"]
 
@@ -29,9 +28,7 @@ def plot_paper_configs(chosen: Mapping[str, int] | None = None, dataset: str = "
             ax.annotate(r["label"], (r["params_m"], r[dataset]), textcoords="offset points", xytext=(5, 4), fontsize=8)
     for i, (label, params) in enumerate((chosen or {}).items()):
         ax.axvline(params / 1e6, color=f"C{i + 4}", linestyle="--", linewidth=1.2, label=f"{label}: {params / 1e6:.2f} M")
-    ax.set(xscale="log", xlabel="parameters (millions)", ylabel=f"test error on CIFAR-{dataset[1:]} (%)",
-           title="Zagoruyko & Komodakis 2016: published errors")
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.legend(fontsize="small")
-    fig.tight_layout()
+    ax.set(ylabel=f"test error on CIFAR-{dataset[1:]} (%)", title="Zagoruyko & Komodakis 2016: published errors")
+    log_scale(ax, "x", "parameters (millions)")
+    legend_outside(fig, ax)
     return fig
