@@ -8,14 +8,17 @@ Models plug in through optional methods, looked up by name (none of them is requ
 - ``log_state() -> dict``: small JSON-able summaries added to each epoch's log row.
 
 A run folder holds ``config.json`` (provenance), ``log.jsonl`` (one row per epoch) and
-``checkpoint.pt`` (rewritten atomically every epoch). ``resume=True`` continues from the checkpoint
-and cuts the log back to it, so a killed and resumed run logs what an uninterrupted one logs.
+``checkpoint.pt`` (rewritten atomically every epoch, the one before kept as
+``checkpoint.previous.pt``). ``resume=True`` continues from the checkpoint and cuts the log back to
+it, so a killed and resumed run logs what an uninterrupted one logs. ``rundir`` decides who may
+write a folder: one run at a time, a new run only where no run is, a resumed one only as it began.
 
 Under ``torchrun --nproc_per_node=N`` the same ``fit`` trains data-parallel on N processes, with
 ``recipe.batch_size`` as the global batch; ``distributed`` says how the ranks share the work.
 """
 from __future__ import annotations
 
+import math
 import os
 import platform
 import subprocess
@@ -33,8 +36,10 @@ from ..checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_st
 from ..data import CifarData, DataError, GpuLoader
 from ..metrics import count_params
 from ..recipes import Recipe, WRN, lr_at
+from ..rundir import check_same_run, claim, load_weights
 from ..runlog import CHECKPOINT, RunLog, test_set_digest
-from .distributed import World, all_reduce, barrier, data_parallel, gather_objects, init_from_env, sync_buffers
+from .distributed import World, all_reduce, barrier, data_parallel, gather_objects, init_from_env, on_main, \
+    sync_buffers
 
 __all__ = ["fit", "evaluate", "param_groups", "sgd", "objective", "autocast_for", "train_loader", "resolve_device",
            "TrainingDiverged"]
@@ -44,7 +49,7 @@ _NEVER = 2 ** 62  # "no NaN step yet": larger than any step, so the earliest bad
 
 
 class TrainingDiverged(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """The training or evaluation loss became NaN or infinite."""
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -58,6 +63,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         device = torch.device(device)
     except RuntimeError:
         raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or mps") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {str(device)!r} cannot train a model here: use auto, cpu, cuda or mps")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for but this torch sees no CUDA GPU; use --device auto or cpu")
     if device.type == "mps" and not torch.backends.mps.is_available():
@@ -161,7 +168,7 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
     has fewer rows than ``recipe.epochs``, and ``resume=True`` continues it with nothing trained
     twice. This is how a run longer than a job's time slot is split across several jobs.
     """
-    if time_limit is not None and time_limit <= 0:
+    if time_limit is not None and not time_limit > 0:  # NaN too
         raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit}")
     started = time.perf_counter()
     world, device = init_from_env(resolve_device(device))
@@ -169,6 +176,8 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
         raise ValueError(f"sync_bn needs CUDA: SyncBatchNorm synchronises over NCCL and has no {device.type} "
                          f"version; train without it")
     cuda = device.type == "cuda"
+    if out is not None and not str(out).strip():  # Path("") would be the working directory
+        raise ValueError("out is an empty string: name the run's folder (--out DIR), or pass out=None")
     out = None if out is None else Path(out)
     checkpoint_path = None if out is None else out / CHECKPOINT
     model.to(device)
@@ -191,105 +200,107 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
 
     optimizer = sgd(model, recipe)
     header = _provenance(model, data, recipe, device, world, sync_bn)
-    start_epoch, run = 0, None
-    if resume:
-        if out is None:
-            raise ValueError("resume=True needs out=DIR: the folder of the run to continue")
-        if checkpoint_path.is_file():
+    if resume and out is None:
+        raise ValueError("resume=True needs out=DIR: the folder of the run to continue")
+    lock = None if out is None else on_main(lambda: claim(out, resume))  # no other run writes to out meanwhile
+    try:
+        start_epoch, run = 0, None
+        if resume:
             state = load_checkpoint(checkpoint_path, map_location=device)
-            _check_same_run(state, header, out)
-            model.load_state_dict(state["model"])
+            run = RunLog.read(out)
+            check_same_run(state, run.header, header, out)
+            load_weights(model, state["model"], out)
             optimizer.load_state_dict(state["optimizer"])
             set_rng_state(state["rng_ranks"][world.rank] if world.distributed else state["rng"])
             start_epoch = state["epoch"]
-            run = RunLog.read(out)
             if not world.is_main:
                 run = RunLog(None, run.header, run.rows)  # rank 0 alone writes the folder
             run.truncate(start_epoch)
             run.add_session(header, start_epoch)
-    elif checkpoint_path is not None and checkpoint_path.exists():
-        raise FileExistsError(f"{out} already holds a run: pass resume=True (--resume) to continue it, "
-                              f"or choose a new folder")
-    if run is None:
-        torch.manual_seed(recipe.seed + world.rank)  # ranks draw different dropout masks
-        run = RunLog.create(out if world.is_main else None, header)
+        else:
+            torch.manual_seed(recipe.seed + world.rank)  # ranks draw different dropout masks
+            run = RunLog.create(out if world.is_main else None, header)
 
-    train_model = data_parallel(model, device)
-    train_model = torch.compile(train_model) if recipe.compile else train_model
-    autocast, loss_fn = autocast_for(recipe, device), objective(model, recipe)
-    log_state = getattr(model, "log_state", dict)
-    bar = _progress_bar(progress and world.is_main)
-    test_set = test_set_digest(data.test_images, data.test_labels)  # names the images test_correct.json is about
+        train_model = data_parallel(model, device)
+        train_model = torch.compile(train_model) if recipe.compile else train_model
+        autocast, loss_fn = autocast_for(recipe, device), objective(model, recipe)
+        log_state = getattr(model, "log_state", dict)
+        bar = _progress_bar(progress and world.is_main)
+        test_set = test_set_digest(data.test_images, data.test_labels)  # names the images test_correct.json is about
 
-    step = start_epoch * steps_per_epoch
-    for epoch in range(start_epoch, recipe.epochs):
-        epoch_started = time.perf_counter()
-        train_batches.set_epoch(epoch)
-        if recipe.momentum_reset and recipe.schedule == "step" and epoch in recipe.milestones:
-            optimizer.state.clear()  # as re-creating the optimiser at the lr drop: momentum starts from zero
-        model.train()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        first_bad = torch.full((), _NEVER, device=device, dtype=torch.long)  # global step of the first NaN
-        _sync(device)
-        t0 = time.perf_counter()
-        for x, y in bar(train_batches, desc=f"epoch {epoch + 1}/{recipe.epochs}"):
-            lr = lr_at(recipe, step, steps_per_epoch)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with autocast():
-                logits = train_model(x)
-                loss = loss_fn(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss = loss.detach()
-            loss_sum += loss * len(y)
-            correct += (logits.argmax(1) == y).sum()
-            first_bad = torch.where(torch.isfinite(loss), first_bad, first_bad.clamp(max=step))
-            step += 1
-            if step % recipe.nan_check_every == 0:
-                _raise_if_diverged(first_bad, epoch, steps_per_epoch, checkpoint_path)
-        _raise_if_diverged(first_bad, epoch, steps_per_epoch, checkpoint_path)
-        _sync(device)
-        seconds = time.perf_counter() - t0
-        all_reduce(loss_sum)  # sums over the ranks' parts: the log holds what one process would report
-        all_reduce(correct)
-        sync_buffers(model)
-        t1 = time.perf_counter()
-        test_loss, test_acc, test_correct = evaluate(model, test_loader, autocast, flip=recipe.test_flip,
-                                                     per_image=True)
-        seen = steps_per_epoch * recipe.batch_size if recipe.drop_last else train_batches.num_samples
-        row = {"epoch": epoch + 1, "step": step, "lr": lr,
-               "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
-               "test_loss": test_loss, "test_acc": test_acc,
-               "seconds": round(seconds, 4), "images_per_s": round(seen / seconds, 1),
-               "eval_seconds": round(time.perf_counter() - t1, 4), **log_state()}
-        run.append(row)
-        if test_correct is not None:
-            run.write_test_correct(epoch + 1, test_correct, test_set)
-        if checkpoint_path is not None:
-            rng_ranks = gather_objects(rng_state())
-            if world.is_main:
-                save_checkpoint({"epoch": epoch + 1, "step": step, "model": model.state_dict(),
-                                 "optimizer": optimizer.state_dict(), "rng": rng_ranks[0],
-                                 "loader": train_batches.state_dict(), "recipe": recipe.asdict(),
-                                 "model_spec": header["model"], "world_size": world.world_size,
-                                 "sync_bn": sync_bn, **({"rng_ranks": rng_ranks} if world.distributed else {})},
-                                checkpoint_path)
-            barrier()  # the checkpoint is on disk before any rank moves on (and may resume from it)
-        if progress and world.is_main:
-            print(f"epoch {epoch + 1:>3}/{recipe.epochs}  train loss {row['train_loss']:.3f} "
-                  f"acc {row['train_acc']:.3f}  test loss {test_loss:.3f} acc {test_acc:.3f}  "
-                  f"{row['images_per_s']:.0f} img/s", flush=True)
-        for callback in callbacks:
-            callback(row, run)
-        if time_limit is not None and epoch + 1 < recipe.epochs:
-            now = time.perf_counter()
-            fits = torch.tensor(int(now + (now - epoch_started) <= started + time_limit), device=device)
-            if not all_reduce(fits, "min").item():  # every rank stops after the same epoch
-                break
-    return run
+        step = start_epoch * steps_per_epoch
+        for epoch in range(start_epoch, recipe.epochs):
+            epoch_started = time.perf_counter()
+            train_batches.set_epoch(epoch)
+            if recipe.momentum_reset and recipe.schedule == "step" and epoch in recipe.milestones:
+                optimizer.state.clear()  # as re-creating the optimiser at the lr drop: momentum starts from zero
+            model.train()
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            first_bad = torch.full((), _NEVER, device=device, dtype=torch.long)  # global step of the first NaN
+            _sync(device)
+            t0 = time.perf_counter()
+            for x, y in bar(train_batches, desc=f"epoch {epoch + 1}/{recipe.epochs}"):
+                lr = lr_at(recipe, step, steps_per_epoch)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                with autocast():
+                    logits = train_model(x)
+                    loss = loss_fn(logits.float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss = loss.detach()
+                loss_sum += loss * len(y)
+                correct += (logits.argmax(1) == y).sum()
+                first_bad = torch.where(torch.isfinite(loss), first_bad, first_bad.clamp(max=step))
+                step += 1
+                if step % recipe.nan_check_every == 0:
+                    _raise_if_diverged(first_bad, epoch, steps_per_epoch, checkpoint_path)
+            _raise_if_diverged(first_bad, epoch, steps_per_epoch, checkpoint_path)
+            _sync(device)
+            seconds = time.perf_counter() - t0
+            all_reduce(loss_sum)  # sums over the ranks' parts: the log holds what one process would report
+            all_reduce(correct)
+            sync_buffers(model)
+            t1 = time.perf_counter()
+            test_loss, test_acc, test_correct = evaluate(model, test_loader, autocast, flip=recipe.test_flip,
+                                                         per_image=True)
+            _raise_if_evaluation_diverged(test_loss, epoch, checkpoint_path)
+            seen = steps_per_epoch * recipe.batch_size if recipe.drop_last else train_batches.num_samples
+            row = {"epoch": epoch + 1, "step": step, "lr": lr,
+                   "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
+                   "test_loss": test_loss, "test_acc": test_acc,
+                   "seconds": round(seconds, 4), "images_per_s": round(seen / seconds, 1),
+                   "eval_seconds": round(time.perf_counter() - t1, 4), **log_state()}
+            run.append(row)
+            if test_correct is not None:
+                run.write_test_correct(epoch + 1, test_correct, test_set)
+            if checkpoint_path is not None:
+                rng_ranks = gather_objects(rng_state())
+                if world.is_main:
+                    save_checkpoint({"epoch": epoch + 1, "step": step, "model": model.state_dict(),
+                                     "optimizer": optimizer.state_dict(), "rng": rng_ranks[0],
+                                     "loader": train_batches.state_dict(), "recipe": recipe.asdict(),
+                                     "model_spec": header["model"], "world_size": world.world_size,
+                                     "sync_bn": sync_bn, **({"rng_ranks": rng_ranks} if world.distributed else {})},
+                                    checkpoint_path, keep_previous=True)
+                barrier()  # the checkpoint is on disk before any rank moves on (and may resume from it)
+            if progress and world.is_main:
+                print(f"epoch {epoch + 1:>3}/{recipe.epochs}  train loss {row['train_loss']:.3f} "
+                      f"acc {row['train_acc']:.3f}  test loss {test_loss:.3f} acc {test_acc:.3f}  "
+                      f"{row['images_per_s']:.0f} img/s", flush=True)
+            for callback in callbacks:
+                callback(row, run)
+            if time_limit is not None and epoch + 1 < recipe.epochs:
+                now = time.perf_counter()
+                fits = torch.tensor(int(now + (now - epoch_started) <= started + time_limit), device=device)
+                if not all_reduce(fits, "min").item():  # every rank stops after the same epoch
+                    break
+        return run
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _check_output_size(model: nn.Module, data: CifarData, device: torch.device) -> None:
@@ -298,23 +309,12 @@ def _check_output_size(model: nn.Module, data: CifarData, device: torch.device) 
     with torch.no_grad():
         outputs = model.eval()(torch.zeros(2, 3, 32, 32, device=device)).shape[-1]
     model.train(was_training)
+    if data.num_classes < 2:
+        raise DataError(f"{data.source} has a single class ({', '.join(data.classes) or 'none'}): a classifier "
+                        f"needs at least two; point at a dataset with several class folders")
     if outputs < data.num_classes:
         raise DataError(f"labels out of range: the data has {data.num_classes} classes but the model outputs "
                         f"{outputs}; build it with num_classes={data.num_classes}")
-
-
-def _check_same_run(state: dict, header: dict, out: Path) -> None:
-    # The process layout decides what each step computes, so it is part of the setup (old runs: one process).
-    # A recipe field added since the run started reads as its default, so older runs still resume.
-    saved = {**Recipe().asdict(), **state["recipe"], "world_size": state.get("world_size", 1),
-             "sync_bn": state.get("sync_bn", False)}
-    now = {**header["recipe"], "world_size": header["world_size"], "sync_bn": header["sync_bn"]}
-    changed = [k for k in now if saved.get(k) != now[k] and not (
-        isinstance(now[k], (list, tuple)) and list(saved.get(k, ())) == list(now[k]))]
-    if changed or state["model_spec"].get("name") != header["model"].get("name"):
-        what = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed) or "the model"
-        raise ValueError(f"cannot resume {out}: it was started with a different setup ({what}); "
-                         f"use the same settings or a new folder")
 
 
 def _raise_if_diverged(first_bad: torch.Tensor, epoch: int, steps_per_epoch: int, checkpoint: Path | None):
@@ -322,10 +322,22 @@ def _raise_if_diverged(first_bad: torch.Tensor, epoch: int, steps_per_epoch: int
     if bad == _NEVER:
         return
     where = f"epoch {epoch + 1}, step {bad - epoch * steps_per_epoch + 1} of {steps_per_epoch}"
-    kept = (f"the last good checkpoint ({epoch} epochs) is {checkpoint}" if checkpoint and checkpoint.exists()
-            else "no checkpoint was written yet")
-    raise TrainingDiverged(f"training loss became NaN/inf at {where}; {kept}. "
+    raise TrainingDiverged(f"training loss became NaN/inf at {where}; {_last_good(epoch, checkpoint)}. "
                            f"Lower the learning rate or check the model and data.")
+
+
+def _raise_if_evaluation_diverged(test_loss: float, epoch: int, checkpoint: Path | None) -> None:
+    """A finite training loss with NaN/inf test logits (e.g. overflowing BatchNorm statistics) is a
+    diverged run too; its epoch is neither logged nor saved. The loss is the same on every rank."""
+    if not math.isfinite(test_loss):
+        raise TrainingDiverged(f"evaluation loss became NaN/inf after epoch {epoch + 1} (the training loss was "
+                               f"finite); {_last_good(epoch, checkpoint)}. Lower the learning rate or check the "
+                               f"model and data.")
+
+
+def _last_good(epoch: int, checkpoint: Path | None) -> str:
+    return (f"the last good checkpoint ({epoch} epochs) is {checkpoint}" if checkpoint and checkpoint.exists()
+            else "no checkpoint was written yet")
 
 
 def _sync(device: torch.device) -> None:
