@@ -24,7 +24,7 @@ except ImportError:  # Windows: no advisory locks, so no run folder is locked
 from .atomic import remove_stale_temporaries
 from .checkpoint import previous_checkpoint
 from .recipes import Recipe
-from .runlog import CHECKPOINT, CONFIG, LOG
+from .runlog import CHECKPOINT, CONFIG, LOG, TEST_CORRECT
 
 __all__ = ["claim", "RunFolderLock", "RunFolderError", "check_same_run", "load_weights"]
 
@@ -64,7 +64,7 @@ def claim(out: str | os.PathLike, resume: bool) -> RunFolderLock:
     folder.mkdir(parents=True, exist_ok=True)
     lock = _lock(folder)
     try:
-        remove_stale_temporaries(folder, *RUN_FILES, previous_checkpoint(CHECKPOINT).name)
+        remove_stale_temporaries(folder, *RUN_FILES, TEST_CORRECT, previous_checkpoint(CHECKPOINT).name)
         _check(folder, resume)  # again, now that no other run can write there
     except BaseException:
         lock.release()

@@ -8,16 +8,16 @@ being indexed could keep its times, so sources changed in the last few seconds a
 Both files are written to a temporary name in the same folder and renamed into place (``os.replace``
 is atomic), so two processes filling the cache at once each write a whole file and the last rename
 wins; readers never see half a file, and the temporary files of a killed fill are removed by the next
-load. Cache files hold plain arrays (``np.savez``, no pickle) and a sha256 of them, checked on every
+load. Cache files hold plain arrays (``np.savez``, no pickle) and a CRC-32 of them, checked on every
 load: a damaged file is decoded again, with a warning, never served.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
 import warnings
+import zlib
 from contextlib import suppress
 from pathlib import Path
 
@@ -164,13 +164,14 @@ def _write(path: Path, arrays: dict[str, np.ndarray], sha: str) -> None:
 
 
 def _checksum(arrays: dict[str, np.ndarray]) -> str:
-    """sha256 of every array's name, dtype, shape and bytes."""
-    h = hashlib.sha256()
+    """CRC-32 of every array's name, dtype, shape and bytes: it finds damage on disk at 2-3 times the speed
+    of sha256 (the cache is not a defence against someone who can write it)."""
+    crc = 0
     for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
-        h.update(f"{name} {a.dtype.str} {a.shape}\0".encode())
-        h.update(a.reshape(-1).view(np.uint8))
-    return h.hexdigest()
+        crc = zlib.crc32(f"{name} {a.dtype.str} {a.shape}\0".encode(), crc)
+        crc = zlib.crc32(a.reshape(-1).view(np.uint8), crc)
+    return f"crc32:{crc:08x}"
 
 
 def _hash(src: Source, root: Path) -> str:
