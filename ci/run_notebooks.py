@@ -376,14 +376,16 @@ def check_baseline(results: dict[str, Any], stem: str, settings: Settings,
     return [f"{path.name}: {p}" if p.startswith("the baseline") else p for p in check.problems], check.note
 
 
-def check_out(out: Path, protected: list[Path]) -> None:
-    """Refuse an output folder this runner may not clear notebooks' outputs in; raises ValueError."""
+def check_out(out: Path, protected: dict[str, Path]) -> None:
+    """Refuse an output folder this runner may not clear notebooks' outputs in (``protected``: the
+    folders it reads, by role); raises ValueError."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file: give a folder for the executed notebooks")
-    for folder in protected:
+    for role, folder in protected.items():
         if folder == out or folder.is_relative_to(out):
-            raise ValueError(f"--out {out} {'is' if folder == out else 'contains'} {folder}, whose files a run "
-                             f"would overwrite: choose another folder, e.g. build/course")
+            where = f"is the {role} folder" if folder == out else f"contains the {role} folder ({folder})"
+            raise ValueError(f"--out {out} {where}, whose files a run would overwrite: choose another folder, "
+                             f"e.g. build/course")
     if out.is_dir() and any(out.iterdir()) and not written_by_runner(out):
         raise ValueError(f"--out {out} already holds files this runner did not write (it marks its own folders "
                          f"with {MARKER}): choose a new or empty folder")
@@ -485,7 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     timeout = TIMEOUT_S[profile] if args.execution_timeout is None else args.execution_timeout
     out = args.out.resolve()
     try:
-        check_out(out, [args.notebooks_dir.resolve(), args.params_dir.resolve(), args.baselines_dir.resolve()])
+        check_out(out, {"notebooks": args.notebooks_dir.resolve(), "parameters": args.params_dir.resolve(),
+                        "baselines": args.baselines_dir.resolve()})
     except ValueError as error:
         print(f"run_notebooks: {error}", file=sys.stderr)
         return 2

@@ -102,8 +102,8 @@ def check_same_run(state: dict, saved: dict, header: dict, out: str | os.PathLik
     if not _same(was_model, now_model):
         what = ", ".join(f"{k}: {was_model.get(k)!r} -> {now_model.get(k)!r}" for k in now_model
                          if not _same(was_model.get(k), now_model.get(k)))
-        raise RunFolderError(f"cannot resume {out}: it trains another model ({what}); build the model it was "
-                             f"started with (its {CONFIG} says how) or use a new folder")
+        raise RunFolderError(f"cannot resume {out}: it trains another model ({what}); use the model it was "
+                             f"started with (the same --model and --dropout: its {CONFIG} says which) or a new folder")
     data = saved.get("data")
     if not isinstance(data, dict):
         raise RunFolderError(f"cannot resume {out}: its {CONFIG} has no data section, so the data cannot be "
@@ -122,8 +122,8 @@ def load_weights(model: nn.Module, weights: dict, out: str | os.PathLike) -> Non
     except RuntimeError as e:
         detail = " ".join(str(e).split())
         raise RunFolderError(f"cannot resume {out}: its checkpoint does not fit this model ("
-                             f"{detail[:300]}{'...' if len(detail) > 300 else ''}); build the model with "
-                             f"the options it was started with (its {CONFIG} says how)") from None
+                             f"{detail[:300]}{'...' if len(detail) > 300 else ''}); use the model it was "
+                             f"started with (its {CONFIG} says which)") from None
 
 
 def _lock(folder: Path) -> RunFolderLock:

@@ -121,7 +121,8 @@ def test_out_is_never_a_folder_the_runner_would_clear_unasked(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     (tmp_path / "theirs").mkdir()
     (tmp_path / "theirs" / "00_good.ipynb").write_text("someone's notebook")
-    for out, needle in ((nbs, f"is {nbs}"), (tmp_path, f"contains {nbs}"), (ROOT, "contains"),
+    for out, needle in ((nbs, "is the notebooks folder"), (tmp_path, f"contains the notebooks folder ({nbs})"),
+                        (ROOT, "contains the parameters folder"),
                         (tmp_path / "file", "is a file"), (tmp_path / "theirs", "did not write")):
         code, err = runner_main(["--out", str(out), "00_good"], tmp_path, capsys)
         assert code == 2 and len(err.splitlines()) == 1 and needle in err, err
