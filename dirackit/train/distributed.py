@@ -162,7 +162,7 @@ def on_main(fn: Callable[[], T]) -> T | None:
         message = [None if error is None else str(error)]
         dist.broadcast_object_list(message, src=0)
         if error is None and message[0] is not None:
-            raise RuntimeError(f"rank 0 stopped: {message[0]}")
+            raise ValueError(f"rank 0 stopped: {message[0]}")  # a ValueError: the command line says it in one line
     if error is not None:
         raise error
     return result
