@@ -10,7 +10,10 @@
    matrix-multiply loop kept both cores busy: 4 of 15 runs hung with the plain client, 0 of 40
    with this one (pyzmq 27.3, ipykernel 7.4).
 
-run_notebooks.py calls this once per notebook, in its own process.
+run_notebooks.py calls this once per notebook, in its own process. A cell that runs past
+``--execution-timeout`` ends it with exit status 124 (as coreutils' ``timeout``), so the runner can
+say so instead of showing the KeyboardInterrupt the timeout raised in the kernel. SIGTERM shuts the
+kernel down and removes its socket folder, as Ctrl-C does.
 
     python ci/execute_notebook.py IN.ipynb OUT.ipynb --cwd DIR --parameters '{"epochs": 2}'
 """
@@ -20,6 +23,8 @@ import argparse
 import json
 import logging
 import shutil
+import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,9 +35,11 @@ import papermill
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.channels import AsyncZMQSocketChannel
 from jupyter_client.manager import AsyncKernelManager
+from nbclient.exceptions import CellTimeoutError
 from traitlets import CaselessStrEnum, Type, default
 
 POLL_SLICE_S = 1.0  # how long a missed wake-up can delay a message
+TIMED_OUT = 124
 
 
 class PatientChannel(AsyncZMQSocketChannel):
@@ -84,17 +91,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cwd", type=Path, required=True, help="the kernel's working directory")
     parser.add_argument("--parameters", type=json.loads, default={}, help="a JSON object to inject")
     parser.add_argument("--execution-timeout", type=int, default=None, help="seconds per cell")
+    parser.add_argument("--socket-dir", type=Path, default=None,
+                        help="folder for the kernel's sockets (created, then removed; default: a new temporary one)")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # --log-output goes to our log
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # so the finally below runs
     # A short path under the system temp dir: a Unix socket path must stay under 108 bytes.
-    socket_dir = Path(tempfile.mkdtemp(prefix="nbk-"))
+    if args.socket_dir:
+        args.socket_dir.mkdir(parents=True)
+    socket_dir = args.socket_dir or Path(tempfile.mkdtemp(prefix="nbk-"))
     try:
         papermill.execute_notebook(
             str(args.input), str(args.output), parameters=args.parameters, kernel_name="python3",
             cwd=str(args.cwd), progress_bar=False, log_output=True,
             execution_timeout=args.execution_timeout,
             kernel_manager_class=ipc_kernel_manager(socket_dir))
+    except CellTimeoutError:
+        print(f"a cell timed out after {args.execution_timeout} s", file=sys.stderr)
+        sys.exit(TIMED_OUT)
     finally:
         shutil.rmtree(socket_dir, ignore_errors=True)
 

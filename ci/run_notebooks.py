@@ -7,7 +7,10 @@ sockets, working directory the notebooks folder), two at a time with one math th
 the fastest setting measured on a 2-core machine. papermill is strict about errors in cells but
 lenient elsewhere, so this runner adds the checks it lacks:
 
-- a parameter that the notebook does not declare fails (papermill only warns);
+- a parameter that the notebook does not declare, or of another type than the ``parameters`` cell
+  declares (its annotation, else its default's type), fails before a kernel starts (papermill only
+  warns, and the wrong type surfaces later as an error in some cell);
+- a cell that runs longer than the per-cell timeout fails as "cell N timed out after S s";
 - an error captured by an ipywidgets ``Output`` (e.g. inside ``interactive``) fails (papermill
   never sees it: it lives only in the saved widget state);
 - a figure that was saved as its text repr instead of an image fails;
@@ -16,6 +19,9 @@ lenient elsewhere, so this runner adds the checks it lacks:
 
 Profiles: ``full`` runs the defaults of each notebook's ``parameters`` cell, ``quick`` injects
 ``ci/params/<stem>.yaml``, ``auto`` is ``full`` when CUDA is available and ``quick`` otherwise.
+The runner deletes only what it wrote: it refuses an ``--out`` that is or contains the notebooks,
+parameter or baseline folders, and an existing folder it did not create (it marks its own with
+``.run_notebooks``), since each run first clears ``<out>/<stem>/`` and ``<out>/<stem>.ipynb``.
 ``out_dir`` is always injected as ``<out>/<stem>/``, and ``dataset`` (``--dataset``, default
 cifar10) wherever the notebook declares it. Executed notebooks go to ``<out>/<stem>.ipynb``,
 papermill's log to ``<out>/<stem>.log``, every notebook's status and results to ``<out>/summary.json``
@@ -26,12 +32,14 @@ Exit status: 0 all passed, 1 a notebook failed, 2 nothing could start (no data, 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import math
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,6 +54,9 @@ import course_site
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ("quick", "full", "auto")
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+TIMEOUT_S = {"quick": 900, "full": 4 * 3600}  # per cell: a hang fails, the slowest real cell (GPU training) fits
+TIMED_OUT = 124  # execute_notebook.py's exit status when a cell ran out of time (as coreutils' timeout)
+MARKER = ".run_notebooks"  # in every --out folder this runner created
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,7 @@ class Settings:
     jobs: int = 2
     execution_timeout: int | None = None  # per cell, seconds; None = unlimited
     dataset: str = "cifar10"  # injected into every notebook as its ``dataset`` parameter
+    socket_dir: Path | None = None  # where the kernels' sockets go (a short temporary path)
 
 
 @dataclass
@@ -106,6 +118,37 @@ def declared_parameters(path: Path) -> dict[str, Any]:
     """Names declared in the notebook's ``parameters`` cell with their default values, as papermill
     parses them."""
     return baseline_check.literal_defaults(papermill.inspect_notebook(str(path)))
+
+
+def declared_types(path: Path) -> dict[str, str]:
+    """The type each parameter is declared with: its annotation (``int``, ``str | None``...), else the
+    type of its literal default; parameters with neither are left out."""
+    types = {}
+    for name, info in papermill.inspect_notebook(str(path)).items():
+        annotation = info.get("inferred_type_name") or "None"
+        if annotation == "None":
+            try:
+                annotation = type(ast.literal_eval(info.get("default") or "")).__name__
+            except (ValueError, SyntaxError):
+                continue
+        types[name] = annotation
+    return types
+
+
+def check_types(declared: dict[str, str], params: dict[str, Any]) -> list[str]:
+    """Injected values whose type is not the declared one (an int is accepted for a float)."""
+    accepts = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "None": (type(None),),
+               "NoneType": (type(None),), "list": (list,), "dict": (dict,)}
+    problems = []
+    for name, value in params.items():
+        names = [t.strip() for t in declared.get(name, "").split("|")]
+        if not all(t in accepts for t in names):
+            continue  # a type this check does not know: papermill and the notebook decide
+        kinds = tuple(k for t in names for k in accepts[t])
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            problems.append(f"parameter {name} = {value!r} is a {type(value).__name__}, but the parameters cell "
+                            f"declares {declared[name]}")
+    return problems
 
 
 def profile_parameters(stem: str, profile: str, params_dir: Path) -> dict[str, Any]:
@@ -160,6 +203,16 @@ def unrendered_figures(nb: dict[str, Any]) -> list[str]:
             and "".join(out["data"]["text/plain"]).startswith("<Figure size")]
 
 
+def timed_out_cell(nb: dict[str, Any]) -> str:
+    """The cell a timeout stopped, numbered as Jupyter shows it (``In [n]``): the one the kernel was
+    interrupted in (its KeyboardInterrupt is the timeout's doing, not the user's)."""
+    started = [cell for cell in nb.get("cells", []) if cell.get("execution_count")]
+    for cell in started:
+        if any(out.get("output_type") == "error" for out in cell.get("outputs", [])):
+            return str(cell["execution_count"])
+    return str(started[-1]["execution_count"]) if started else "?"
+
+
 def cell_error(nb: dict[str, Any]) -> str | None:
     """The first error output of a cell, as ``In [n]: Name: message`` (n as JupyterLab shows it)."""
     for cell in nb.get("cells", []):
@@ -190,6 +243,8 @@ def execute(path: Path, executed: Path, log: Path, params: dict[str, Any], setti
                str(executed), "--cwd", str(path.parent), "--parameters", json.dumps(params)]
     if settings.execution_timeout:
         command += ["--execution-timeout", str(settings.execution_timeout)]
+    if settings.socket_dir:
+        command += ["--socket-dir", str(settings.socket_dir / path.stem)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with log.open("w") as stream:
         return subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, env=env).returncode
@@ -208,7 +263,7 @@ def run_notebook(path: Path, settings: Settings, threads: int = 1) -> Outcome:
     try:
         params = profile_parameters(stem, settings.profile, settings.params_dir)
         declared = declared_parameters(path)
-        problems = check_parameters(declared, params)
+        problems = check_parameters(declared, params) or check_types(declared_types(path), params)
     except ValueError as error:
         problems = [str(error)]
     if not problems and "dataset" in declared:
@@ -233,7 +288,10 @@ def run_notebook(path: Path, settings: Settings, threads: int = 1) -> Outcome:
     if nb:
         outcome.executed = executed.name
         outcome.seconds = nb.get("metadata", {}).get("papermill", {}).get("duration")
-    if returncode:
+    if returncode == TIMED_OUT:
+        problems.append(f"cell {timed_out_cell(nb)} timed out after {settings.execution_timeout} s (raise "
+                        f"--execution-timeout; 0 = no limit)")
+    elif returncode:
         problems.append(cell_error(nb) or last_line(log))
     problems += [f"widget output captured {e}" for e in widget_errors(nb)]
     problems += [f"{cell} shows a figure as text, not as an image" for cell in unrendered_figures(nb)]
@@ -283,10 +341,37 @@ def check_baseline(results: dict[str, Any], stem: str, settings: Settings,
     return [f"{path.name}: {p}" if p.startswith("the baseline") else p for p in check.problems], check.note
 
 
+def check_out(out: Path, protected: dict[str, Path]) -> None:
+    """Refuse an output folder this runner may not clear notebooks' outputs in (``protected``: the
+    folders it reads, by role); raises ValueError."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: give a folder for the executed notebooks")
+    for role, folder in protected.items():
+        if folder == out or folder.is_relative_to(out):
+            where = f"is the {role} folder" if folder == out else f"contains the {role} folder ({folder})"
+            raise ValueError(f"--out {out} {where}, whose files a run would overwrite: choose another folder, "
+                             f"e.g. build/course")
+    if out.is_dir() and any(out.iterdir()) and not written_by_runner(out):
+        raise ValueError(f"--out {out} already holds files this runner did not write (it marks its own folders "
+                         f"with {MARKER}): choose a new or empty folder")
+
+
+def written_by_runner(out: Path) -> bool:
+    """The marker, or (folders written before it existed) a summary.json of this runner."""
+    if (out / MARKER).is_file():
+        return True
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and {"profile", "notebooks"} <= set(summary)
+
+
 def run_all(paths: list[Path], settings: Settings) -> list[Outcome]:
     """Run the notebooks ``settings.jobs`` at a time, then make the site and summary.json; returns one
     outcome per notebook."""
     settings.out.mkdir(parents=True, exist_ok=True)
+    (settings.out / MARKER).write_text("written by ci/run_notebooks.py, which may clear what it wrote here\n")
     threads = threads_per_kernel(min(settings.jobs, len(paths)))
 
     def one(path: Path) -> Outcome:
@@ -339,7 +424,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "$DIRACKIT_DATA_CIFAR100, else the download)")
     parser.add_argument("--jobs", type=int, default=2, help="notebooks run at the same time")
     parser.add_argument("--execution-timeout", type=int, default=None,
-                        help="seconds a cell may run; 0 = unlimited (default: 900 for quick, 0 for full)")
+                        help=f"seconds a cell may run; 0 = unlimited (default: {TIMEOUT_S['quick']} for quick, "
+                             f"{TIMEOUT_S['full']} for full)")
     parser.add_argument("--notebooks-dir", type=Path, default=Settings.notebooks_dir)
     parser.add_argument("--params-dir", type=Path, default=Settings.params_dir)
     parser.add_argument("--baselines-dir", type=Path, default=Settings.baselines_dir)
@@ -367,15 +453,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run_notebooks: no notebooks in {args.notebooks_dir}", file=sys.stderr)
         return 2
     profile = resolve_profile(args.profile)
-    timeout = args.execution_timeout
-    if timeout is None and profile == "quick":
-        timeout = 900
-    settings = Settings(profile, args.out.resolve(), args.notebooks_dir.resolve(), args.params_dir.resolve(),
-                        args.baselines_dir.resolve(), max(1, args.jobs), timeout or None, args.dataset)
-    print(f"profile: {profile}, dataset: {settings.dataset}; {len(paths)} notebook(s), {settings.jobs} at a time "
-          f"-> {settings.out}",
-          flush=True)
-    outcomes = run_all(paths, settings)
+    timeout = TIMEOUT_S[profile] if args.execution_timeout is None else args.execution_timeout
+    out = args.out.resolve()
+    try:
+        check_out(out, {"notebooks": args.notebooks_dir.resolve(), "parameters": args.params_dir.resolve(),
+                        "baselines": args.baselines_dir.resolve()})
+    except ValueError as error:
+        print(f"run_notebooks: {error}", file=sys.stderr)
+        return 2
+    # The kernels' socket folders live under one folder of this run, removed even if a papermill
+    # process is killed.
+    socket_dir = Path(tempfile.mkdtemp(prefix="nbk-"))
+    try:
+        settings = Settings(profile, out, args.notebooks_dir.resolve(), args.params_dir.resolve(),
+                            args.baselines_dir.resolve(), max(1, args.jobs), timeout or None, args.dataset,
+                            socket_dir)
+        print(f"profile: {profile}, dataset: {settings.dataset}; {len(paths)} notebook(s), {settings.jobs} at a "
+              f"time -> {settings.out}",
+              flush=True)
+        outcomes = run_all(paths, settings)
+    finally:
+        shutil.rmtree(socket_dir, ignore_errors=True)
     print(format_table(outcomes))
     for o in outcomes:
         if not o.passed and o.log:

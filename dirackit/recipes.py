@@ -67,6 +67,7 @@ class Recipe:
             (0 < self.warmup < 1, f"warmup must be in (0, 1), got {self.warmup}"),
             (self.nan_check_every >= 1, f"nan_check_every must be >= 1, got {self.nan_check_every}"),
             (self.precision in PRECISIONS, f"precision must be {'|'.join(PRECISIONS)}, got {self.precision!r}"),
+            (0 <= self.seed < 2 ** 63, f"seed must be a whole number from 0 to 2**63 - 1, got {self.seed}"),
         ]
         for ok, message in checks:
             if not ok:

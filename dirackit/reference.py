@@ -37,7 +37,7 @@ from .compare import compare_runs
 from .data import CifarData, load_cifar
 from .recipes import Recipe, get_recipe
 from .registry import build_model
-from .runlog import CONFIG, LOG, TEST_CORRECT, RunLog
+from .runlog import CHECKPOINT, CONFIG, LOG, TEST_CORRECT, RunLog
 from .claims import Finding, compared
 from .stats import NOISE, accuracy_interval
 from .train import TrainingDiverged, fit
@@ -202,8 +202,8 @@ def run_plan(plan: Sequence[Reference], data: CifarData, runs_dir: str | Path, b
         model = ref.build(data.num_classes)
         print(f"{ref.name}: epoch {len(logged) + 1} of {ref.planned_epochs}, {left:.0f} s left", flush=True)
         try:
-            run = fit(model, data, recipe, out=folder, resume=True, progress=progress, device=device,
-                      time_limit=left)
+            run = fit(model, data, recipe, out=folder, resume=(folder / CHECKPOINT).is_file(), progress=progress,
+                      device=device, time_limit=left)
         except (TrainingDiverged, CheckpointError, ValueError) as e:
             raise type(e)(f"reference run {ref.name} ({folder}): {e}") from e
         print(f"{ref.name}: {len(run.rows)}/{ref.planned_epochs} epochs, test acc {run.last['test_acc']:.4f}",

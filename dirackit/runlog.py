@@ -44,7 +44,18 @@ class RunLog:
         dir = Path(dir)
         if not (dir / CONFIG).is_file():
             raise FileNotFoundError(f"{dir} is not a dirackit run folder (no {CONFIG})")
-        header = json.loads((dir / CONFIG).read_text())
+        try:
+            header = json.loads((dir / CONFIG).read_text())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ValueError(f"{dir / CONFIG} is not valid JSON ({e}): the run folder is damaged; restore the file "
+                             f"from a copy, or train the run again in a new folder") from None
+        shapes = {"model": dict, "data": dict, "recipe": dict, "resumed": list}
+        wrong = ["the whole file"] if not isinstance(header, dict) else [
+            key for key, kind in shapes.items() if key in header and not isinstance(header[key], kind)]
+        if wrong:
+            raise ValueError(f"{dir / CONFIG} does not have a run's shape ({', '.join(wrong)}: wrong JSON type): "
+                             f"the run folder is damaged; restore the file from a copy, or train the run again in a "
+                             f"new folder")
         rows = []
         log = dir / LOG
         for line in (log.read_text().splitlines() if log.is_file() else []):

@@ -77,16 +77,58 @@ def test_train_then_resume_from_the_command_line(tmp_path, image_folder):
 def test_time_limit_pauses_with_its_own_exit_status_and_the_same_command_continues(tmp_path, image_folder):
     from dirackit.train.__main__ import PAUSED
     command = ["--model", "wrn-10-1", "--data", str(image_folder), "--out", str(tmp_path / "run"), "--device",
-               "cpu", "--no-progress", "--batch-size", "8", "--epochs", "3", "--resume", "--time-limit", "0.001"]
+               "cpu", "--no-progress", "--batch-size", "8", "--epochs", "3", "--time-limit", "0.001"]
     for epochs_done in (1, 2):  # each call trains one epoch, the least it ever trains, then pauses
-        paused = train(*command, tmp_path=tmp_path)
+        paused = train(*command, *(["--resume"] if epochs_done > 1 else []), tmp_path=tmp_path)
         assert paused.returncode == PAUSED, paused.stderr
         assert f"after {epochs_done}/3 epochs" in paused.stdout and "--resume" in paused.stdout
+    command.append("--resume")
     last = train(*command, tmp_path=tmp_path)
     assert last.returncode == 0 and "done: 3 epochs" in last.stdout, last.stderr
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["recipe"]["milestones"] == [1, 2, 2]  # the WRN drops (60, 120, 160 of 200) scaled to 3 epochs
-    assert_clean_failure(train(*command[:-1], "-5", tmp_path=tmp_path), "time_limit must be a positive")
+    assert_clean_failure(train(*command[:-2], "-5", tmp_path=tmp_path), "time_limit must be a positive")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--out", ""], "out is an empty string"),
+    (["--seed", "1e23"], "argument --seed: invalid int value: '1e23'"),
+    (["--seed", str(10 ** 23)], "seed must be a whole number from 0 to 2**63 - 1"),
+    (["--device", "meta"], "device 'meta' cannot train a model here"),
+    (["--time-limit", "nan"], "time_limit must be a positive number of seconds, got nan"),
+    (["--resume"], "cannot resume"),
+    (["--model", "wrn-28-10"], "parameters, 0.4 GB as float32 weights, gradients and momentum, but this machine "
+                               "has 0.0 GB of memory available"),
+])
+def test_careless_arguments_get_one_line_in_process(args, needle, tmp_path, image_folder, monkeypatch, capsys):
+    """The same checks as test_bad_arguments, in this process (no torch import to pay for each)."""
+    from dirackit.train import __main__ as cli
+    monkeypatch.setenv("DIRACKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(cli, "_memory_available", lambda: 10 ** 6)  # only models over 1 MB are refused
+    argv = ["--model", "wrn-10-1", "--data", str(image_folder), "--out", str(tmp_path / "run"), "--device", "cpu",
+            "--no-progress", "--epochs", "1", "--batch-size", "8", *args]
+    try:
+        code = cli.main(argv)
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_out_of_memory_while_training_is_one_line(tmp_path, image_folder, monkeypatch, capsys):
+    from dirackit.train import __main__ as cli
+
+    def exhausted(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 429496729600 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setenv("DIRACKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(cli, "fit", exhausted)
+    code = cli.main(["--model", "wrn-10-1", "--data", str(image_folder), "--out", str(tmp_path / "run"),
+                     "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "out of memory" in err and "--batch-size" in err, err
 
 
 def test_a_small_subset_gets_a_batch_that_fits_and_the_run_says_what_it_does(tmp_path, image_folder):
@@ -97,12 +139,13 @@ def test_a_small_subset_gets_a_batch_that_fits_and_the_run_says_what_it_does(tmp
     lines = result.stdout.splitlines()
     import dirackit as dk
     assert lines[0] == f"model   wrn-10-1: {dk.count_params(dk.build_model('wrn-10-1', num_classes=3)):,} parameters"
-    assert lines[1] == "device  cpu, fp32"
+    assert lines[1] == "device  cpu"
     assert lines[2].startswith("data    15 train / 3 test images, 3 classes")
     assert lines[3] == "recipe  wrn: 1 epochs, batch 4, step: lr 0.1, x0.2 after epochs none"
     assert lines[4].startswith("note    batch 4 instead of the recipe's 128")
     assert lines[5] == f"out     {tmp_path / 'run'}"
-    assert lines[6].startswith("epoch   1/1  train loss")  # --no-progress turns off bars only
+    assert lines[6].startswith("training wrn-10-1 on cpu: fp32")  # fit says the precision it chose
+    assert lines[7].startswith("epoch   1/1  train loss")  # --no-progress turns off bars only
     assert "it/s" not in result.stderr  # no tqdm bar
     assert [row.split(",")[0] for row in (tmp_path / "epochs.csv").read_text().splitlines()] == ["epoch", "1"]
     assert json.loads((tmp_path / "run" / "config.json").read_text())["recipe"]["batch_size"] == 4

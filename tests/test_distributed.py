@@ -107,6 +107,10 @@ else:
     model, seen = build("resumed")
     dk.fit(model, data, recipe, out=out / "resumed", resume=True, progress=False, device="cpu")
     save("resumed", model, seen)
+    try:  # a folder that rank 0 refuses: every rank must stop, none wait for it
+        dk.fit(build("plain")[0], data, recipe, out=out / "plain", progress=False, device="cpu")
+    except ValueError as e:
+        (out / "records" / f"refused.{rank}.txt").write_text(f"{type(e).__name__}: {e}")
     dk.train.distributed.shutdown()
 """
 
@@ -167,7 +171,8 @@ def test_each_step_splits_the_single_process_batch_into_disjoint_halves(runs, na
 def test_only_rank_0_writes_the_run_folder_and_prints(runs):
     for name in ("plain", "wrn", "dropout", "resumed"):
         folder = runs["root"] / "ddp" / name
-        assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt", "config.json", "log.jsonl"]
+        assert sorted(p.name for p in folder.iterdir()) == [".lock", "checkpoint.previous.pt", "checkpoint.pt",
+                                                            "config.json", "log.jsonl"]
         assert len((folder / "log.jsonl").read_text().splitlines()) == 2  # not one line per rank
         config = json.loads((folder / "config.json").read_text())
         assert config["world_size"] == 2 and config["sync_bn"] is False
@@ -236,6 +241,26 @@ def test_the_command_line_under_torchrun(tmp_path):
                           "--out", str(out), "--batch-size", "8", "--epochs", "1", "--no-progress"), tmp_path)
     assert result.stdout.count("done: 1 epochs") == 1
     assert len(dk.RunLog.read(out).rows) == 1 and dk.RunLog.read(out).header["world_size"] == 2
+
+
+def test_a_folder_refused_on_rank_0_stops_every_rank(runs):
+    refused = [(runs["root"] / "ddp" / "records" / f"refused.{rank}.txt").read_text() for rank in (0, 1)]
+    assert refused[0].startswith("RunFolderError: ") and "already holds a run" in refused[0]
+    assert refused[1] == f"ValueError: rank 0 stopped: {refused[0].removeprefix('RunFolderError: ')}"
+
+
+def test_leftover_torchrun_variables_give_up_waiting_for_peers(monkeypatch):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", str(port))):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(distributed, "RENDEZVOUS_TIMEOUT_S", 1)
+    with pytest.raises(ValueError, match=r"WORLD_SIZE=2 did not meet within 1 s .*unset WORLD_SIZE, RANK, "
+                                         r"MASTER_ADDR and MASTER_PORT"):
+        distributed.init_from_env(torch.device("cpu"))
+    assert not torch.distributed.is_initialized()
 
 
 def test_sync_bn_on_the_cpu_is_a_clear_error(tiny_data):

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -27,6 +29,7 @@ import run_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+sys.path.insert(0, str(FIXTURES))  # make_notebooks, to build a notebook of a test's own
 
 
 def harness(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -73,6 +76,7 @@ def test_good_notebook_passes_with_injected_parameters(quick_run, quick_out):
 
 @pytest.mark.parametrize("name, reason", [
     ("01_unknown_param", "unknown parameter(s) scor; declared: out_dir, score"),
+    ("07_wrong_type", "parameter score = 'high' is a str, but the parameters cell declares float"),
     ("02_widget_error", "widget output captured ValueError: widget callback failed"),
     ("03_regression", "score = 0.1 < min 0.5"),
     ("04_no_results", "the notebook wrote no results.json"),
@@ -93,9 +97,71 @@ def test_other_valid_settings_pass_on_the_invariants_alone(tmp_path):
     assert good["status"] == "passed" and "score=0.8 (this run: 0.3)" in good["reason"]
 
 
-def test_unknown_parameter_is_rejected_before_a_kernel_starts(quick_run):
+def test_unknown_or_mistyped_parameters_are_rejected_before_a_kernel_starts(quick_run):
     _, outcomes = quick_run
-    assert outcomes["01_unknown_param"]["executed"] is None
+    assert outcomes["01_unknown_param"]["executed"] is None and outcomes["07_wrong_type"]["executed"] is None
+
+
+@pytest.mark.parametrize("value, ok", [(3, True), (0.5, True), ("0.5", False), (True, False), (None, False)])
+def test_parameter_types_follow_the_annotation_or_the_default(value, ok):
+    declared = run_notebooks.declared_types(FIXTURES / "notebooks" / "05_dataset.ipynb")
+    assert declared == {"dataset": "str", "score": "float", "out_dir": "str"}
+    assert (run_notebooks.check_types(declared, {"score": value}) == []) == ok
+    assert run_notebooks.check_types({"n": "int"}, {"n": 2.0}) == [
+        "parameter n = 2.0 is a float, but the parameters cell declares int"]
+    assert run_notebooks.check_types({"n": "int | None", "m": "MyType"}, {"n": None, "m": "x"}) == []
+
+
+def runner_main(args: list[str], tmp_path: Path, capsys) -> tuple[int, str]:
+    code = run_notebooks.main(["--no-data-check", "--notebooks-dir", str(tmp_path / "nbs"), "--params-dir",
+                               str(FIXTURES / "params"), "--baselines-dir", str(FIXTURES / "baselines"), *args])
+    return code, capsys.readouterr().err.strip()
+
+
+def test_out_is_never_a_folder_the_runner_would_clear_unasked(tmp_path, capsys):
+    nbs = tmp_path / "nbs"
+    shutil.copytree(FIXTURES / "notebooks", nbs)
+    before = {p.name: p.read_bytes() for p in nbs.iterdir()}
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "00_good.ipynb").write_text("someone's notebook")
+    for out, needle in ((nbs, "is the notebooks folder"), (tmp_path, f"contains the notebooks folder ({nbs})"),
+                        (ROOT, "contains the parameters folder"),
+                        (tmp_path / "file", "is a file"), (tmp_path / "theirs", "did not write")):
+        code, err = runner_main(["--out", str(out), "00_good"], tmp_path, capsys)
+        assert code == 2 and len(err.splitlines()) == 1 and needle in err, err
+    assert {p.name: p.read_bytes() for p in nbs.iterdir()} == before
+    assert (tmp_path / "theirs" / "00_good.ipynb").read_text() == "someone's notebook"
+
+
+def test_every_profile_has_a_cell_timeout(tmp_path, capsys, monkeypatch):
+    shutil.copytree(FIXTURES / "notebooks", tmp_path / "nbs")
+    seen = {}
+    monkeypatch.setattr(run_notebooks, "run_all", lambda paths, settings: seen.update(
+        {settings.profile: settings.execution_timeout}) or [])
+    for profile in ("quick", "full"):
+        runner_main(["--profile", profile, "--out", str(tmp_path / profile), "00_good"], tmp_path, capsys)
+    assert seen == run_notebooks.TIMEOUT_S and all(seen.values())
+
+
+def test_a_cell_timeout_is_reported_as_one_and_leaves_no_socket_folder(tmp_path):
+    import make_notebooks
+
+    (tmp_path / "nbs").mkdir()
+    nbformat.write(make_notebooks.build(["import time\ntime.sleep(120)"]), tmp_path / "nbs" / "slow.ipynb")
+    (tmp_path / "tmp").mkdir()
+    command = [sys.executable, str(ROOT / "ci" / "run_notebooks.py"), "--no-data-check", "--profile", "full",
+               "--execution-timeout", "1", "--notebooks-dir", str(tmp_path / "nbs"), "--out", str(tmp_path / "out")]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "TMPDIR": str(tmp_path / "tmp")})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (outcome,) = json.loads((tmp_path / "out" / "summary.json").read_text())["notebooks"]
+    number = int(re.fullmatch(r"cell (\d+) timed out after 1 s \(raise --execution-timeout; 0 = no limit\)",
+                              outcome["reason"])[1])
+    executed = json.loads((tmp_path / "out" / "slow.ipynb").read_text())
+    assert ["".join(c["source"]) for c in executed["cells"] if c.get("execution_count") == number] == [
+        "import time\ntime.sleep(120)"]
+    assert not list((tmp_path / "tmp").iterdir())  # the kernels' socket folders are gone
 
 
 def test_full_profile_injects_only_out_dir(tmp_path):

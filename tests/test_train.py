@@ -12,6 +12,7 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 import dirackit as dk
+from dirackit.rundir import RunFolderError
 from dirackit.runlog import TIMING_COLUMNS
 from dirackit.train import TrainingDiverged, param_groups, resolve_device
 
@@ -122,7 +123,7 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_checkpoint(tmp_pa
 def test_refuses_to_overwrite_or_to_resume_a_different_run(tmp_path, tiny_data):
     model = dk.build_model("wrn-10-1", num_classes=4)
     dk.fit(model, tiny_data, TINY.replace(epochs=1), out=tmp_path, progress=False, device="cpu")
-    with pytest.raises(FileExistsError, match="resume"):
+    with pytest.raises(RunFolderError, match="resume"):
         dk.fit(model, tiny_data, TINY, out=tmp_path, progress=False, device="cpu")
     with pytest.raises(ValueError, match="lr: 0.05 -> 0.1"):
         dk.fit(model, tiny_data, TINY.replace(lr=0.1), out=tmp_path, resume=True, progress=False, device="cpu")

@@ -14,6 +14,7 @@ import io
 import multiprocessing
 import os
 import sys
+import warnings
 from collections.abc import Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 
@@ -50,18 +51,26 @@ def decode_images(items: Iterable[tuple[str, bytes]], workers: int | None = None
 
 
 def _decode(names: list[str], blobs: list[bytes]) -> np.ndarray:
+    """Each image's size is checked from its header, before its pixels are decoded: a small file can
+    claim a huge image (a decompression bomb), which Pillow warns about or refuses on open."""
     out = np.empty((len(blobs), SIZE, SIZE, 3), np.uint8)
-    for i, (name, blob) in enumerate(zip(names, blobs)):
-        try:
-            with Image.open(io.BytesIO(blob)) as image:
-                if image.size != (SIZE, SIZE) or image.mode != "RGB":
-                    raise DataError(f"image {name} is {image.size[0]}x{image.size[1]} {image.mode}; every image "
-                                    f"must be {SIZE}x{SIZE} RGB: convert or remove it")
-                out[i] = np.asarray(image)
-        except DataError:
-            raise
-        except (OSError, SyntaxError, ValueError) as e:  # Pillow's errors for unreadable or truncated files
-            raise DataError(f"cannot decode image {name} ({e}); the file is corrupt: replace or remove it") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused just below
+        for i, (name, blob) in enumerate(zip(names, blobs)):
+            try:
+                with Image.open(io.BytesIO(blob)) as image:
+                    if image.size != (SIZE, SIZE) or image.mode != "RGB":
+                        raise DataError(f"image {name} is {image.size[0]}x{image.size[1]} {image.mode}; every "
+                                        f"image must be {SIZE}x{SIZE} RGB: convert or remove it")
+                    out[i] = np.asarray(image)
+            except DataError:
+                raise
+            except Image.DecompressionBombError as e:
+                raise DataError(f"image {name} claims a huge size ({e}); every image must be {SIZE}x{SIZE} RGB: "
+                                f"remove it") from None
+            except (OSError, SyntaxError, ValueError) as e:  # Pillow's errors for unreadable or truncated files
+                raise DataError(f"cannot decode image {name} ({e}); the file is corrupt: replace or remove "
+                                f"it") from None
     return out
 
 

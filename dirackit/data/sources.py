@@ -4,15 +4,24 @@ This module finds a source, fingerprints and hashes it, and reads its raw bytes;
 into pixels is ``decode.py``'s job. An image source holds ``train|test/<class>/<image>``, optionally
 inside one top-level folder; classes are the sorted folder names (CIFAR-10's label order is
 alphabetical, so the shared JPEG copy and torchvision agree).
+
+Reading is bounded by what a 32x32 image can be: an image file or archive member larger than
+``MAX_IMAGE_BYTES`` is refused before it is read, and a folder source reads regular files only
+(a FIFO or a link to a device would block or never end). Symbolic links in a folder source are
+followed, to files and to folders alike; the walk never goes deeper than the layout, so a link
+loop cannot trap it.
 """
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
 import lzma
 import os
 import pickle
 import shutil
 import socket
+import stat
 import tarfile
 import tempfile
 import urllib.parse
@@ -29,6 +38,9 @@ from .dataset import DataError
 SPLITS = ("train", "test")
 ARCHIVES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".zip")
 IMAGES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
+# A 32x32 RGB image is 3,072 bytes of pixels; its file, with any format's headers and metadata, fits
+# in far less than this. Anything larger is not a CIFAR image (e.g. a decompression bomb).
+MAX_IMAGE_BYTES = 1 << 20
 # The datasets a notebook's ``dataset`` parameter names: their class count, and the variable that
 # points at a local copy of each (the download is the fallback).
 DATASETS = {"cifar10": 10, "cifar100": 100}
@@ -83,9 +95,15 @@ class Source:
             layout = TORCHVISION[self.variant]
             return [(n, self.path / n) for n in sorted((*layout.train, *layout.test, layout.meta))]
         files = []
-        for parent, dirs, names in os.walk(self.path):
-            dirs[:] = [d for d in dirs if not _hidden(d)]
+        for parent, dirs, names in os.walk(self.path, followlinks=True):
             rel = Path(parent).relative_to(self.path).parts
+            dirs[:] = [d for d in dirs if not _hidden(d)]
+            split_at = next((i for i, part in enumerate(rel[:2]) if part in SPLITS), None)
+            if split_at is None and len(rel) >= 2:
+                dirs[:] = []  # outside train|test: nothing there is read
+            elif split_at is not None and len(rel) >= split_at + 2 and dirs:
+                raise DataError(f"unexpected folder {'/'.join((*rel, dirs[0]))} in {self.name}: images must sit "
+                                f"in {rel[split_at]}/<class>/<image>")
             files += [("/".join((*rel, n)), Path(parent, n)) for n in names if _classify((*rel, n), self.name)]
         return sorted(files)
 
@@ -175,13 +193,14 @@ def fetch(src: Source, download: bool = True) -> None:
 
 
 def fingerprint(src: Source) -> tuple[str, int]:
-    """A cheap stand-in for the content hash: paths, sizes and mtimes of the files (like make), and the
-    newest mtime in ns."""
+    """A cheap stand-in for the content hash, and the newest change time in ns. As git's index: paths,
+    sizes, mtimes, inodes and ctimes of the files, so a file replaced in place (by a copy, or another file
+    renamed onto it) with the same size and mtime is still noticed (nobody can set a ctime)."""
     h, newest = hashlib.sha256(f"{src.kind}:{src.path}".encode()), 0
     for rel, path in src.files():
-        st = path.stat()
-        h.update(f"\0{rel}\0{st.st_size}\0{st.st_mtime_ns}".encode())
-        newest = max(newest, st.st_mtime_ns)
+        st = _checked_stat(src, path)
+        h.update(f"\0{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_ctime_ns}".encode())
+        newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
     return h.hexdigest(), newest
 
 
@@ -189,12 +208,29 @@ def content_hash(src: Source) -> str:
     """sha256 of an archive's bytes; for folders, of every read file's relative name and bytes."""
     h = hashlib.sha256()
     for rel, path in src.files():
-        if src.kind != "archive":
-            h.update(f"{rel}\0{path.stat().st_size}\0".encode())
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
+        if src.kind == "folder":  # small files, each read within bounds
+            blob = _read_image_file(path)
+            h.update(f"{rel}\0{len(blob)}\0".encode())
+            h.update(blob)
+        else:
+            if src.kind == "torchvision":
+                h.update(f"{rel}\0{path.stat().st_size}\0".encode())
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
     return h.hexdigest()
+
+
+def _read_image_file(path: Path) -> bytes:
+    """The bytes of an image file of a folder source: a regular file of at most ``MAX_IMAGE_BYTES``
+    (checked on the open file, so a FIFO is never waited on and /dev/zero never read)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as f:
+        _check_image_file(path, os.fstat(fd))
+        blob = f.read(MAX_IMAGE_BYTES + 1)
+    if len(blob) > MAX_IMAGE_BYTES:  # it grew since the check
+        raise DataError(f"{path} {_too_large(len(blob))}: remove it from the data folder")
+    return blob
 
 
 def read_images(src: Source) -> Iterator[tuple[str, str, str, bytes]]:
@@ -248,21 +284,72 @@ def _members(src: Source) -> Iterator[tuple[tuple[str, ...], Callable[[], bytes]
     """(path parts, read-bytes function) of each regular file, in storage order."""
     if src.kind == "folder":
         for rel, path in src.files():
-            yield tuple(rel.split("/")), path.read_bytes
+            yield tuple(rel.split("/")), lambda path=path: _read_image_file(path)
     elif src.path.name.lower().endswith(".zip"):
         with zipfile.ZipFile(src.path) as zf:
             for info in zf.infolist():
                 if not info.is_dir():
-                    yield _parts(info.filename), lambda info=info: zf.read(info)
+                    yield _parts(info.filename), _bounded(src, info.filename, info.file_size,
+                                                          lambda info=info: zf.read(info))
     else:
-        with tarfile.open(src.path, "r|*") as tf:  # stream mode: one sequential pass
+        with _decompressed(src.path) as stream, tarfile.open(fileobj=stream, mode="r|") as tf:  # one pass
             for member in tf:
                 if member.isfile():
-                    yield _parts(member.name), lambda member=member: tf.extractfile(member).read()
+                    yield _parts(member.name), _bounded(src, member.name, member.size,
+                                                        lambda member=member: tf.extractfile(member).read())
             # A tar ends with two zero blocks and tarfile stops at the first; a file cut between two
             # members would otherwise end the loop early without an error.
             if len(tf.fileobj.read(tarfile.BLOCKSIZE)) < tarfile.BLOCKSIZE:
                 raise tarfile.ReadError("unexpected end of data")
+
+
+def _decompressed(path: Path):
+    """The archive's tar stream, decompressed as it is read. tarfile's own decompression ("r|*")
+    decompresses each chunk whole: a chunk of a bomb's zeros becomes tens of MB that every later
+    header read copies again (a 160 KB .tar.xz holding a 1 GiB member took 17 s to reach it);
+    these readers decompress no more than is asked for."""
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    for prefix, opener in ((b"\x1f\x8b", gzip.open), (b"\xfd7zXZ\x00", lzma.open), (b"BZh", bz2.open)):
+        if magic.startswith(prefix):
+            return opener(path, "rb")
+    return open(path, "rb")
+
+
+def _bounded(src: Source, name: str, size: int, read: Callable[[], bytes]) -> Callable[[], bytes]:
+    """``read`` of an archive member, refused before it starts when the member's stated size (which
+    tarfile and zipfile read no further than) is more than an image file's."""
+    def checked() -> bytes:
+        if size > MAX_IMAGE_BYTES:
+            raise DataError(f"{name} in {src.path} {_too_large(size)}: remove it from the archive")
+        return read()
+    return checked
+
+
+def _checked_stat(src: Source, path: Path) -> os.stat_result:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise DataError(f"{path} in {src.name} is a broken link or vanished while being read: fix or remove "
+                        f"it") from None
+    if src.kind == "folder":
+        _check_image_file(path, st)
+    elif not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{path} is not a regular file: replace it with the dataset's file")
+    return st
+
+
+def _check_image_file(path: Path, st: os.stat_result) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        what = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode) or \
+            stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file"
+        raise DataError(f"{path} is {what}, not an image file: remove it from the data folder")
+    if st.st_size > MAX_IMAGE_BYTES:
+        raise DataError(f"{path} {_too_large(st.st_size)}: remove it from the data folder")
+
+
+def _too_large(size: int) -> str:
+    return f"is {size:,} bytes, more than a 32x32 image file can be (at most {MAX_IMAGE_BYTES:,} accepted)"
 
 
 def _classify(parts: tuple[str, ...], where: str) -> tuple[str, str, str] | None:

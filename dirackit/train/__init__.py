@@ -5,8 +5,10 @@ through the optional hooks of ``dirackit.hooks`` (``no_weight_decay``, ``loss``,
 ``build_spec``); none of them is required.
 
 A run folder holds ``config.json`` (provenance), ``log.jsonl`` (one row per epoch) and
-``checkpoint.pt`` (rewritten atomically every epoch). ``resume=True`` continues from the checkpoint
-and cuts the log back to it, so a killed and resumed run logs what an uninterrupted one logs.
+``checkpoint.pt`` (rewritten atomically every epoch, the one before kept as
+``checkpoint.previous.pt``). ``resume=True`` continues from the checkpoint and cuts the log back to
+it, so a killed and resumed run logs what an uninterrupted one logs. ``rundir`` decides who may
+write a folder: one run at a time, a new run only where no run is, a resumed one only as it began.
 
 ``recipe.precision`` ("auto": bf16 on CUDA of compute capability >= 8.0, fp16 with a gradient
 scaler below, fp32 on CPU and MPS; ``dirackit.precision``) is printed when training starts and
@@ -17,6 +19,7 @@ Under ``torchrun --nproc_per_node=N`` the same ``fit`` trains data-parallel on N
 """
 from __future__ import annotations
 
+import math
 import os
 import platform
 import subprocess
@@ -37,10 +40,12 @@ from ..data import CifarData, DataError, GpuLoader
 from ..metrics import count_params
 from ..precision import (autocast_factory, backward_and_step, compute_capability, describe_precision, grad_scaler,
                          resolve_precision)
-from ..recipes import Recipe, WRN, lr_at, saved_fields
+from ..recipes import Recipe, WRN, lr_at
+from ..rundir import check_same_run, claim, load_weights
 from ..runlog import CHECKPOINT, RunLog, test_set_digest
 from ..version import __version__
-from .distributed import World, all_reduce, barrier, data_parallel, gather_objects, init_from_env, sync_buffers
+from .distributed import World, all_reduce, barrier, data_parallel, gather_objects, init_from_env, on_main, \
+    sync_buffers
 
 __all__ = ["fit", "evaluate", "param_groups", "sgd", "objective", "autocast_for", "train_loader", "resolve_device",
            "TrainingDiverged"]
@@ -50,7 +55,7 @@ _NEVER = 2 ** 62  # "no NaN step yet": larger than any step, so the earliest bad
 
 
 class TrainingDiverged(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """The training or evaluation loss became NaN or infinite."""
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -64,6 +69,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         device = torch.device(device)
     except RuntimeError:
         raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or mps") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {str(device)!r} cannot train a model here: use auto, cpu, cuda or mps")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for but this torch sees no CUDA GPU; use --device auto or cpu")
     if device.type == "mps" and not torch.backends.mps.is_available():
@@ -167,39 +174,51 @@ def fit(model: nn.Module, data: CifarData, recipe: Recipe = WRN, out: str | os.P
     has fewer rows than ``recipe.epochs``, and ``resume=True`` continues it with nothing trained
     twice. This is how a run longer than a job's time slot is split across several jobs.
     """
-    if time_limit is not None and time_limit <= 0:
+    if time_limit is not None and not time_limit > 0:  # NaN too
         raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit}")
     started = time.perf_counter()
     world, device = init_from_env(resolve_device(device))
     if sync_bn and device.type != "cuda":
         raise ValueError(f"sync_bn needs CUDA: SyncBatchNorm synchronises over NCCL and has no {device.type} "
                          f"version; train without it")
+    if out is not None and not str(out).strip():  # Path("") would be the working directory
+        raise ValueError("out is an empty string: name the run's folder (--out DIR), or pass out=None")
+    out = None if out is None else Path(out)
+    if resume and out is None:
+        raise ValueError("resume=True needs out=DIR: the folder of the run to continue")
     printing = (progress if verbose is None else verbose) and world.is_main
-    session = _start_or_resume(model, data, recipe, None if out is None else Path(out), resume=resume,
-                               progress=progress, printing=printing, device=device, world=world, sync_bn=sync_bn)
-    for epoch in range(session.start_epoch, recipe.epochs):
-        epoch_started = time.perf_counter()
-        trained = _train_epoch(session, epoch)
-        eval_started = time.perf_counter()
-        test_loss, test_acc, test_correct = evaluate(session.model, session.test_batches, session.autocast,
-                                                     flip=recipe.test_flip, per_image=True)
-        row = {"epoch": epoch + 1, "step": session.step, "lr": trained.lr,
-               "train_loss": trained.loss, "train_acc": trained.acc, "test_loss": test_loss, "test_acc": test_acc,
-               "seconds": round(trained.seconds, 4), "images_per_s": round(trained.images / trained.seconds, 1),
-               "eval_seconds": round(time.perf_counter() - eval_started, 4), **hooks.log_state(session.model),
-               **({"loss_scale": session.scaler.get_scale()} if session.scaler is not None else {})}
-        session.run.append(row)
-        if test_correct is not None:
-            session.run.write_test_correct(epoch + 1, test_correct, session.test_set)
-        _save(session, epoch)
-        if printing:
-            _print_epoch(row, recipe.epochs)
-        for callback in callbacks:
-            callback(row, session.run)
-        if time_limit is not None and epoch + 1 < recipe.epochs and not _next_epoch_fits(
-                epoch_started, started + time_limit, device):
-            break
-    return session.run
+    lock = None if out is None else on_main(lambda: claim(out, resume))  # no other run writes to out meanwhile
+    try:
+        session = _start_or_resume(model, data, recipe, out, resume=resume, progress=progress, printing=printing,
+                                   device=device, world=world, sync_bn=sync_bn)
+        for epoch in range(session.start_epoch, recipe.epochs):
+            epoch_started = time.perf_counter()
+            trained = _train_epoch(session, epoch)
+            eval_started = time.perf_counter()
+            test_loss, test_acc, test_correct = evaluate(session.model, session.test_batches, session.autocast,
+                                                         flip=recipe.test_flip, per_image=True)
+            _raise_if_evaluation_diverged(test_loss, epoch, session.checkpoint)
+            row = {"epoch": epoch + 1, "step": session.step, "lr": trained.lr,
+                   "train_loss": trained.loss, "train_acc": trained.acc, "test_loss": test_loss,
+                   "test_acc": test_acc, "seconds": round(trained.seconds, 4),
+                   "images_per_s": round(trained.images / trained.seconds, 1),
+                   "eval_seconds": round(time.perf_counter() - eval_started, 4), **hooks.log_state(session.model),
+                   **({"loss_scale": session.scaler.get_scale()} if session.scaler is not None else {})}
+            session.run.append(row)
+            if test_correct is not None:
+                session.run.write_test_correct(epoch + 1, test_correct, session.test_set)
+            _save(session, epoch)
+            if printing:
+                _print_epoch(row, recipe.epochs)
+            for callback in callbacks:
+                callback(row, session.run)
+            if time_limit is not None and epoch + 1 < recipe.epochs and not _next_epoch_fits(
+                    epoch_started, started + time_limit, device):
+                break
+        return session.run
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 @dataclass
@@ -253,25 +272,19 @@ def _start_or_resume(model: nn.Module, data: CifarData, recipe: Recipe, out: Pat
     header = _provenance(model, data, recipe, device, world, sync_bn)
     start_epoch, run = 0, None
     if resume:
-        if out is None:
-            raise ValueError("resume=True needs out=DIR: the folder of the run to continue")
-        if checkpoint.is_file():
-            state = load_checkpoint(checkpoint, map_location=device)
-            _check_same_run(state, header, out)
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            if scaler is not None and "scaler" in state:  # a run begun without one (another GPU) starts afresh
-                scaler.load_state_dict(state["scaler"])
-            set_rng_state(state["rng_ranks"][world.rank] if world.distributed else state["rng"])
-            start_epoch = state["epoch"]
-            run = RunLog.read(out)
-            if not world.is_main:
-                run = RunLog(None, run.header, run.rows)  # rank 0 alone writes the folder
-            run.truncate(start_epoch)
-            run.add_session(header, start_epoch)
-    elif checkpoint is not None and checkpoint.exists():
-        raise FileExistsError(f"{out} already holds a run: pass resume=True (--resume) to continue it, "
-                              f"or choose a new folder")
+        state = load_checkpoint(checkpoint, map_location=device)
+        run = RunLog.read(out)
+        check_same_run(state, run.header, header, out)
+        load_weights(model, state["model"], out)
+        optimizer.load_state_dict(state["optimizer"])
+        if scaler is not None and "scaler" in state:  # a run begun without one (another GPU) starts afresh
+            scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng_ranks"][world.rank] if world.distributed else state["rng"])
+        start_epoch = state["epoch"]
+        if not world.is_main:
+            run = RunLog(None, run.header, run.rows)  # rank 0 alone writes the folder
+        run.truncate(start_epoch)
+        run.add_session(header, start_epoch)
     if run is None:
         torch.manual_seed(recipe.seed + world.rank)  # ranks draw different dropout masks
         run = RunLog.create(out if world.is_main else None, header)
@@ -357,7 +370,7 @@ def _save(s: _Session, epoch: int) -> None:
                          "model_spec": hooks.build_spec(s.model), "world_size": s.world.world_size,
                          "sync_bn": s.sync_bn, **({"rng_ranks": rng_ranks} if s.world.distributed else {}),
                          **({"scaler": s.scaler.state_dict()} if s.scaler is not None else {})},
-                        s.checkpoint)
+                        s.checkpoint, keep_previous=True)
     barrier()  # the checkpoint is on disk before any rank moves on (and may resume from it)
 
 
@@ -381,23 +394,12 @@ def _check_output_size(model: nn.Module, data: CifarData, device: torch.device) 
     with torch.no_grad():
         outputs = model.eval()(torch.zeros(2, 3, 32, 32, device=device)).shape[-1]
     model.train(was_training)
+    if data.num_classes < 2:
+        raise DataError(f"{data.source} has a single class ({', '.join(data.classes) or 'none'}): a classifier "
+                        f"needs at least two; point at a dataset with several class folders")
     if outputs < data.num_classes:
         raise DataError(f"labels out of range: the data has {data.num_classes} classes but the model outputs "
                         f"{outputs}; build it with num_classes={data.num_classes}")
-
-
-def _check_same_run(state: dict, header: dict, out: Path) -> None:
-    # The process layout decides what each step computes, so it is part of the setup (old runs: one process).
-    # A recipe field added since the run started reads as its default, so older runs still resume.
-    saved = {**saved_fields(state["recipe"]), "world_size": state.get("world_size", 1),
-             "sync_bn": state.get("sync_bn", False)}
-    now = {**header["recipe"], "world_size": header["world_size"], "sync_bn": header["sync_bn"]}
-    changed = [k for k in now if saved.get(k) != now[k] and not (
-        isinstance(now[k], (list, tuple)) and list(saved.get(k, ())) == list(now[k]))]
-    if changed or state["model_spec"].get("name") != header["model"].get("name"):
-        what = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed) or "the model"
-        raise ValueError(f"cannot resume {out}: it was started with a different setup ({what}); "
-                         f"use the same settings or a new folder")
 
 
 def _raise_if_diverged(first_bad: torch.Tensor, epoch: int, steps_per_epoch: int, checkpoint: Path | None):
@@ -405,10 +407,22 @@ def _raise_if_diverged(first_bad: torch.Tensor, epoch: int, steps_per_epoch: int
     if bad == _NEVER:
         return
     where = f"epoch {epoch + 1}, step {bad - epoch * steps_per_epoch + 1} of {steps_per_epoch}"
-    kept = (f"the last good checkpoint ({epoch} epochs) is {checkpoint}" if checkpoint and checkpoint.exists()
-            else "no checkpoint was written yet")
-    raise TrainingDiverged(f"training loss became NaN/inf at {where}; {kept}. "
+    raise TrainingDiverged(f"training loss became NaN/inf at {where}; {_last_good(epoch, checkpoint)}. "
                            f"Lower the learning rate or check the model and data.")
+
+
+def _raise_if_evaluation_diverged(test_loss: float, epoch: int, checkpoint: Path | None) -> None:
+    """A finite training loss with NaN/inf test logits (e.g. overflowing BatchNorm statistics) is a
+    diverged run too; its epoch is neither logged nor saved. The loss is the same on every rank."""
+    if not math.isfinite(test_loss):
+        raise TrainingDiverged(f"evaluation loss became NaN/inf after epoch {epoch + 1} (the training loss was "
+                               f"finite); {_last_good(epoch, checkpoint)}. Lower the learning rate or check the "
+                               f"model and data.")
+
+
+def _last_good(epoch: int, checkpoint: Path | None) -> str:
+    return (f"the last good checkpoint ({epoch} epochs) is {checkpoint}" if checkpoint and checkpoint.exists()
+            else "no checkpoint was written yet")
 
 
 def _sync(device: torch.device) -> None:

@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.batch_size is None:
             recipe, note = fit_batch(recipe, len(data.train_labels), world.world_size)
         torch.manual_seed(args.seed)
+        _check_fits_in_memory(args.model, data.num_classes, options, device)
         model = build_model(args.model, num_classes=data.num_classes, **options)
         if world.is_main:
             print(describe(args.model, model, device, data, recipe, args.recipe or model_card(args.model).recipe,
@@ -128,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(e))
     except (ValueError, TypeError, OSError, TrainingDiverged, CheckpointError) as e:  # DataError: ValueError
         return fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    except (MemoryError, torch.cuda.OutOfMemoryError, RuntimeError) as e:
+        if not isinstance(e, MemoryError) and "out of memory" not in str(e) and "can't allocate memory" not in str(e):
+            raise
+        return fail(f"out of memory ({(str(e).splitlines() or [type(e).__name__])[0][:200]}): lower --batch-size "
+                    f"or choose a smaller model")
     except KeyboardInterrupt:
         return fail(f"interrupted; continue with the same command plus --resume (the last epoch's "
                     f"checkpoint is in {args.out})")
@@ -195,10 +201,39 @@ def _list_models(pattern: str, prog: str) -> int:
     return 0
 
 
+def _check_fits_in_memory(name: str, num_classes: int, options: dict, device: torch.device) -> None:
+    """Refuse a model whose weights alone (three copies to train on the CPU: weights, gradients,
+    momentum) exceed the memory available, before building it: on Linux the build would be killed
+    by the kernel's out-of-memory killer, without a word."""
+    with torch.device("meta"):  # parameters without storage: counts in milliseconds
+        params = sum(p.numel() for p in build_model(name, num_classes=num_classes, **options).parameters())
+    copies = 3 if device.type == "cpu" else 1  # on a GPU the model is built on the CPU, then moved
+    need, available = 4 * params * copies, _memory_available()
+    if available is not None and need > available:
+        raise ValueError(f"{name} has {params:,} parameters, {need / 1e9:.1f} GB as float32 "
+                         f"{'weights, gradients and momentum' if copies == 3 else 'weights'}, but this machine "
+                         f"has {available / 1e9:.1f} GB of memory available: choose a smaller model")
+
+
+def _memory_available() -> int | None:
+    """Bytes of memory available to a new allocation: Linux's MemAvailable, else the physical memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 def _remaining(time_limit: float | None, started: float) -> float | None:
     """The part of ``--time-limit`` left for training once the data is loaded (fit trains one epoch at least)."""
-    if time_limit is None or time_limit <= 0:
-        return time_limit  # None, or a bad value that fit refuses with its own message
+    if time_limit is None or not time_limit > 0:
+        return time_limit  # None, or a bad value (NaN too) that fit refuses with its own message
     return max(time_limit - (time.perf_counter() - started), 1e-3)
 
 

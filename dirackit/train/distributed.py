@@ -25,17 +25,21 @@ A script of your own that calls ``fit`` under torchrun should end with :func:`sh
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from datetime import timedelta
+from typing import Any, Literal, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 __all__ = ["World", "init_from_env", "is_main", "data_parallel", "all_reduce", "sync_buffers",
-           "gather_objects", "barrier", "main_first", "shutdown"]
+           "gather_objects", "barrier", "main_first", "on_main", "shutdown"]
+
+RENDEZVOUS_TIMEOUT_S = 120  # torchrun starts every process at once; leftover variables must not wait forever
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ def init_from_env(device: torch.device) -> tuple[World, torch.device]:
         if not dist.is_available():
             raise ValueError(f"WORLD_SIZE={world.world_size} but this torch build has no torch.distributed: "
                              f"train in one process")
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        _join(world, "nccl" if device.type == "cuda" else "gloo")
     return world, device
 
 
@@ -145,10 +149,48 @@ def main_first() -> Iterator[None]:
         barrier()
 
 
+def on_main(fn: Callable[[], T]) -> T | None:
+    """``fn()`` on rank 0 alone (None on the others). If it raises there, every rank raises, so that
+    none is left waiting at the next collective for a rank that gave up."""
+    result, error = None, None
+    if is_main():
+        try:
+            result = fn()
+        except Exception as e:
+            error = e
+    if _initialized():
+        message = [None if error is None else str(error)]
+        dist.broadcast_object_list(message, src=0)
+        if error is None and message[0] is not None:
+            raise ValueError(f"rank 0 stopped: {message[0]}")  # a ValueError: the command line says it in one line
+    if error is not None:
+        raise error
+    return result
+
+
 def shutdown() -> None:
     """Leave the process group, if there is one (NCCL warns at exit when a group is left open)."""
     if _initialized():
         dist.destroy_process_group()
+
+
+def _join(world: World, backend: str) -> None:
+    """Join the process group; give up after ``RENDEZVOUS_TIMEOUT_S`` when the other processes never
+    come (e.g. WORLD_SIZE and MASTER_ADDR left over in the shell), then keep torch's own timeout for
+    the collectives (a rank may wait minutes at a barrier while rank 0 fills the data cache)."""
+    try:
+        dist.init_process_group(backend, timeout=timedelta(seconds=RENDEZVOUS_TIMEOUT_S))
+    except (RuntimeError, ValueError) as e:  # DistStoreError / DistNetworkError, or a missing MASTER_ADDR
+        raise ValueError(f"the {world.world_size} training processes of WORLD_SIZE={world.world_size} did not meet "
+                         f"within {RENDEZVOUS_TIMEOUT_S} s ({_one_line(e)}): to train in one process, unset "
+                         f"WORLD_SIZE, RANK, MASTER_ADDR and MASTER_PORT; to train on several, start them with "
+                         f"torchrun") from None
+    set_timeout = getattr(dist, "set_timeout", None) or dist.distributed_c10d._set_pg_timeout  # older torch: the private name
+    set_timeout(dist.distributed_c10d._get_default_timeout(backend))
+
+
+def _one_line(e: BaseException) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0]
 
 
 def _initialized() -> bool:

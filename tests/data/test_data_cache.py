@@ -32,18 +32,17 @@ def forbid(monkeypatch, *names: str) -> None:
         monkeypatch.setattr(cache, name, fail)
 
 
-def age(path, seconds: float = 60) -> None:
-    """Backdate ``path``: the hash index ignores files changed in the last few seconds."""
-    t = time.time() - seconds
-    os.utime(path, (t, t))
+@pytest.fixture(autouse=True)
+def settled(monkeypatch):
+    """Index sources at once: the index skips files changed in the last few seconds, and a test's files
+    are all that new (their ctime cannot be backdated)."""
+    monkeypatch.setattr(cache, "SETTLED_NS", 0)
 
 
 @pytest.fixture
 def archive(tmp_path, make_tree, make_archive):
     make_tree(tmp_path / "imgs")
-    path = make_archive(tmp_path / "imgs", tmp_path / "mini.tar.xz")
-    age(path)
-    return path
+    return make_archive(tmp_path / "imgs", tmp_path / "mini.tar.xz")
 
 
 def test_second_load_neither_decodes_nor_hashes(archive, cache_dir, monkeypatch):
@@ -138,12 +137,11 @@ def test_writes_leave_no_temporary_files(archive, cache_dir):
 def test_two_processes_fill_the_cache_at_once(tmp_path, make_tree, cache_dir):
     """Both processes decode and write; each rename is atomic, so both succeed and the file is whole."""
     make_tree(tmp_path / "imgs", train=40, test=10)
-    for path in (tmp_path / "imgs").rglob("*.png"):
-        age(path)  # so both also write the hash index
     go = tmp_path / "go"
     script = textwrap.dedent(f"""
         import pathlib, sys, time
-        from dirackit.data import load_cifar
+        from dirackit.data import cache, load_cifar
+        cache.SETTLED_NS = 0  # so both also write the hash index
         print("ready", flush=True)
         while not pathlib.Path({str(go)!r}).exists():
             time.sleep(0.005)
