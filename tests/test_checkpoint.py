@@ -18,7 +18,7 @@ def test_a_damaged_checkpoint_is_one_clear_error(tmp_path):
     path = tmp_path / "checkpoint.pt"
     save_checkpoint({"w": torch.zeros(1000)}, path)
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match="cannot be read .*delete it to start the run over"):
+    with pytest.raises(CheckpointError, match="cannot be read .*no earlier checkpoint of this run is intact: train it again in a new folder"):
         load_checkpoint(path)
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "missing.pt")

@@ -144,7 +144,7 @@ def test_a_small_subset_gets_a_batch_that_fits_and_the_run_says_what_it_does(tmp
     assert lines[3] == "recipe  wrn: 1 epochs, batch 4, step: lr 0.1, x0.2 after epochs none"
     assert lines[4].startswith("note    batch 4 instead of the recipe's 128")
     assert lines[5] == f"out     {tmp_path / 'run'}"
-    assert lines[6].startswith("training wrn-10-1 on cpu: fp32")  # fit says the precision it chose
+    assert lines[6].startswith("training wrn-10-1 on ") and lines[6].endswith(": fp32 (precision auto on cpu)")
     assert lines[7].startswith("epoch   1/1  train loss")  # --no-progress turns off bars only
     assert "it/s" not in result.stderr  # no tqdm bar
     assert [row.split(",")[0] for row in (tmp_path / "epochs.csv").read_text().splitlines()] == ["epoch", "1"]

@@ -15,7 +15,7 @@ PACKAGE = Path(dk.__file__).parent
 # Lowest first. A top-level module or subpackage of dirackit belongs to exactly one layer.
 LAYERS = (
     ("foundation", {"atomic", "version", "hooks", "registry", "recipes", "precision", "metrics", "stats", "papers",
-                    "folding", "checkpoint", "runlog", "loggers", "data"}),
+                    "folding", "checkpoint", "runlog", "rundir", "loggers", "data"}),
     ("layers", {"layers"}),
     ("models", {"models"}),
     ("train", {"train", "restore"}),

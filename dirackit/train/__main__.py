@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.list_models is not None:
         return _list_models(args.list_models, parser.prog)
-    missing = [flag for flag, value in (("--model", args.model), ("--out", args.out)) if not value]
+    missing = [flag for flag, value in (("--model", args.model), ("--out", args.out)) if value is None]
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)}")
     try:
