@@ -16,13 +16,14 @@ from .registry import build_model, list_models, model_card, paper_recipe
 from .restore import load_run
 from .runlog import RunLog, load_runs
 from .train import fit, resolve_device
+from .train.command import repeat_command
 from .version import __version__
 
 __all__ = ["build_model", "list_models", "model_card", "paper_recipe", "count_params", "count_macs", "inference_speed",
            "fold_speed", "training_speed",
            "fold", "check_fold", "Recipe", "recipes", "layers", "load_cifar", "CifarData", "GpuLoader",
            "DataError", "fit", "resolve_device", "estimate_run_time", "RunLog", "load_run", "load_runs", "explore",
-           "compare", "course", "claims", "papers", "reference", "stats", "loggers"]
+           "compare", "course", "claims", "papers", "reference", "stats", "loggers", "repeat_command"]
 
 
 def __getattr__(name: str):

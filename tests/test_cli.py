@@ -173,3 +173,62 @@ def test_models_are_listed_by_shell_pattern(tmp_path):
     assert listed.returncode == 0 and [line.split()[0] for line in listed.stdout.splitlines()] == \
         dk.list_models("resnet18*")
     assert_clean_failure(train("--list-models", "zz*", tmp_path=tmp_path), "no model name matches 'zz*'")
+
+
+def test_repeat_command_trains_the_same_run_again(tmp_path, image_folder, monkeypatch):
+    """A run trained in Python (as notebook 00 does), its command rebuilt from config.json alone: the
+    CLI's own parser reads back the same settings, and the command trains the same run."""
+    import dirackit as dk
+    from dirackit.train.__main__ import main
+    from dirackit.train.command import build_parser, recipe_from_args, repeat_command
+
+    monkeypatch.setenv("DIRACKIT_CACHE", str(tmp_path / "cache"))
+    data = dk.load_cifar(str(image_folder), train_per_class=5, test_per_class=1)
+    recipe = dk.paper_recipe("wrn-10-1", epochs=3, batch_size=5, lr=0.05, seed=3)
+    torch_seed(recipe.seed)
+    model = dk.build_model("wrn-10-1", num_classes=data.num_classes, dropout=0.1)
+    first = dk.fit(model, data, recipe, out=tmp_path / "run", progress=False, device="cpu")
+
+    command = repeat_command(tmp_path / "run", out=tmp_path / "again")
+    assert str(command).startswith("python -m dirackit.train --model wrn-10-1 ") and not command.problems
+    assert "--precision" not in command.argv  # the preset's own, so no flag
+    args = build_parser().parse_args(command.argv)
+    assert (args.model, args.epochs, args.batch_size, args.lr, args.schedule, args.seed, args.subset,
+            args.dropout, args.device) == ("wrn-10-1", 3, 5, 0.05, "step", 3, 5, 0.1, "cpu")
+    assert recipe_from_args(args) == recipe and recipe.milestones == (1, 2, 2)  # 60/120/160 of 200, scaled
+
+    assert main([*command.argv, "--no-progress"]) == 0
+    first, again = dk.RunLog.read(tmp_path / "run"), dk.RunLog.read(tmp_path / "again")
+    assert again.header["recipe"] == first.header["recipe"] and again.header["data"] == first.header["data"]
+    for a, b in zip(first.rows, again.rows, strict=True):
+        assert (a["train_loss"], a["test_acc"]) == pytest.approx((b["train_loss"], b["test_acc"]), rel=1e-5)
+
+
+def torch_seed(seed: int) -> None:
+    import torch
+    torch.manual_seed(seed)  # as the command line seeds before building the model
+
+
+def test_repeat_command_names_a_preset_or_says_which_setting_has_no_flag(tmp_path, make_data):
+    import dirackit as dk
+    from dirackit.train.command import build_parser, recipe_from_args, repeat_command
+
+    fast = dk.recipes.FAST.replace(epochs=1, batch_size=16, schedule="onecycle", precision="fp32")
+    dk.fit(dk.build_model("wrn-10-1", num_classes=4), make_data(train_per_class=20, test_per_class=4), fast, out=tmp_path / "run", progress=False,
+           device="cpu")
+    command = repeat_command(tmp_path / "run", data="cifar10")
+    args = build_parser().parse_args(command.argv)
+    assert args.recipe == "fast" and recipe_from_args(args) == fast and args.data == "cifar10"
+    assert args.precision == "fp32"  # given where it differs from the preset's
+    assert args.out == f"{tmp_path / 'run'}-again" and args.subset == 20  # 20 train, 4 test images per class
+
+    config = tmp_path / "run" / "config.json"
+    saved = json.loads(config.read_text())
+    for change, needle in [(lambda h: h["recipe"].update(warmup=0.2), "warmup=0.2"),
+                           (lambda h: h["data"].update(test_images=40), "tested on 40 images"),
+                           (lambda h: h["model"]["options"].update(base_channels=8), "base_channels")]:
+        header = json.loads(json.dumps(saved))
+        change(header)
+        config.write_text(json.dumps(header))
+        command = repeat_command(tmp_path / "run")
+        assert command.argv == () and needle in str(command) and "cannot be repeated" in str(command)

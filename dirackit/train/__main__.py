@@ -7,7 +7,6 @@ processes (one per GPU), with ``--batch-size`` the global batch; rank 0 writes t
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -18,73 +17,17 @@ from ..checkpoint import CheckpointError
 from ..data import CifarData, load_cifar
 from ..loggers import CsvLogger, TensorBoardLogger
 from ..metrics import count_params
-from ..recipes import PRESETS, Recipe, get_recipe
+from ..recipes import Recipe
 from ..registry import build_model, list_models, model_card
 from . import TrainingDiverged, fit, resolve_device
+from .command import PAUSED, build_parser, recipe_from_args
 from .distributed import init_from_env, main_first, shutdown
-
-
-PAUSED = 75  # exit status of a run stopped by --time-limit (sysexits' EX_TEMPFAIL: "run again")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        """One line instead of argparse's full usage block."""
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each option's default, except where there is none to show (None, a flag's False)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
-
-
-def _prog() -> str:
-    """How the command was called: ``python -m dirackit.train`` (also under torchrun) or the script's name."""
-    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    return "python -m dirackit.train" if name in ("", "__main__.py", "-c") else name
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m dirackit.train``: bad input exits 2 with one line on stderr, never a traceback."""
     started = time.perf_counter()
-    parser = _Parser(prog=_prog(), description="Train a dirackit model on CIFAR.", formatter_class=_Formatter)
-    parser.add_argument("--model", help="registry name, e.g. wrn-28-10, wrn-16-4 (see --list-models)")
-    parser.add_argument("--data", default=None, help="archive, folder, torchvision root, cifar10 or cifar100 "
-                                                     "(default: $DIRACKIT_DATA, else CIFAR-10 download)")
-    parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
-    parser.add_argument("--out", help="run folder (log, provenance, checkpoint)")
-    parser.add_argument("--recipe", choices=sorted(PRESETS), default=None, help="default: the model's paper recipe")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="the global batch, split across processes (default: the recipe's, lowered to fit "
-                             "a small --subset)")
-    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
-    parser.add_argument("--schedule", choices=("step", "cosine", "onecycle"), default=None,
-                        help="lr schedule (default: the recipe's; a step schedule's milestones scale with --epochs)")
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default=None,
-                        help="default: the recipe's (auto: bf16 on CUDA of compute capability >= 8.0, fp16 with a "
-                             "gradient scaler below, fp32 on CPU and MPS)")
-    parser.add_argument("--dropout", type=float, default=None, help="WRN dropout between the block's convs")
-    parser.add_argument("--subset", type=int, default=None, metavar="N_PER_CLASS",
-                        help="train on N images per class (and N/5 test images per class)")
-    parser.add_argument("--device", default="auto", help="auto|cpu|cuda|mps")
-    parser.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling and augmentation")
-    parser.add_argument("--sync-bn", action="store_true", help="several GPUs (torchrun): BatchNorm statistics "
-                                                               "over the global batch, not each GPU's part")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                        help=f"stop after the last epoch that fits in SECONDS, exit {PAUSED}; the same command "
-                             f"with --resume continues (for job slots shorter than the run)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (the epoch lines stay)")
-    parser.add_argument("--tensorboard", metavar="DIR", default=None,
-                        help="also log every epoch to TensorBoard event files in DIR (needs the tensorboard package)")
-    parser.add_argument("--csv", metavar="FILE", default=None, help="also keep the epochs as a CSV table in FILE")
-    parser.add_argument("--list-models", nargs="?", const="*", default=None, metavar="PATTERN",
-                        help="list the example model names matching the shell-style PATTERN (all without one), "
-                             "then exit")
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     def fail(message: str) -> int:
@@ -98,10 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"the following arguments are required: {', '.join(missing)}")
     try:
         options = {} if args.dropout is None else {"dropout": args.dropout}
-        recipe = get_recipe(args.recipe or model_card(args.model).recipe)
-        changes = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-                   "schedule": args.schedule, "precision": args.precision}
-        recipe = recipe.replace(**{k: v for k, v in changes.items() if v is not None})
+        recipe = recipe_from_args(args)
         if args.subset is not None and args.subset < 1:
             raise ValueError(f"--subset must be >= 1 images per class, got {args.subset}")
         world, device = init_from_env(resolve_device(args.device))
