@@ -2,13 +2,16 @@
 
 ``describe(name)`` is what the notebook's sliders show: parameters, multiply-adds, a memory
 estimate for training, and (on request, cached) the measured training speed on this machine.
-``PAPER_RESULTS`` holds the published CIFAR errors the explorer places a choice among.
+``PAPER_RESULTS`` holds the published CIFAR errors the explorer places a choice among, and
+``cost_table`` answers what the sliders show for a few networks at once, as a table an executed
+notebook keeps.
 """
 from __future__ import annotations
 
 import functools
 import os
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -16,11 +19,13 @@ from torch import nn
 from .data import CifarData
 from .metrics import count_macs, count_params, training_speed
 from .models.depth import basic_blocks
+from .papers import WRN
 from .recipes import Recipe
 from .registry import build_model
 from .train import fit
 
-__all__ = ["PAPER_RESULTS", "describe", "training_memory", "measured_speed", "wrn_name", "try_network"]
+__all__ = ["PAPER_RESULTS", "describe", "training_memory", "measured_speed", "wrn_name", "try_network",
+           "cost_table", "param_breakdown"]
 
 # Zagoruyko & Komodakis, BMVC 2016, final table (mean/std preprocessing, no dropout, median of 5
 # runs): params in millions as published, test error in %. ``name`` is the registry model, if any.
@@ -110,3 +115,37 @@ def try_network(name: str, data: CifarData, recipe: Recipe, out: str | os.PathLi
             "test_acc": last["test_acc"], "train_img_s": last["images_per_s"],
             "seconds": sum(r["seconds"] for r in run.rows)}
 
+
+def cost_table(names: Sequence[str], batch_size: int = 4, steps: int = 1, device: str = "cpu",
+               dataset: str = "CIFAR-10"):
+    """One row per network: parameters, multiply-adds per image, training images/s measured here
+    (``steps`` steps of ``batch_size`` random images after a warm-up step, all networks timed in the
+    same round, so their ratios are the meaningful part) and the WRN paper's test error on
+    ``dataset`` where ``dirackit.papers`` has it (else NaN)."""
+    import pandas as pd
+    models = {name: build_model(name) for name in names}
+    rows = [{"network": name.upper(), "params_m": count_params(m) / 1e6, "macs_g": count_macs(m) / 1e9}
+            for name, m in models.items()]
+    speed = training_speed(models, batch_size, steps, repeats=1, device=device)
+    for row, name in zip(rows, names):
+        figure = WRN.figure(name, dataset)
+        row.update(train_img_s=speed[name], paper_error_pct=figure.value if figure else float("nan"))
+    return pd.DataFrame(rows).set_index("network")
+
+
+def param_breakdown(model: nn.Module) -> dict[str, int]:
+    """Where a parameter count comes from: the parameters of each kind of layer ("3x3 conv",
+    "1x1 conv", "BatchNorm", "Linear", ...), largest first."""
+    counts: dict[str, int] = {}
+    for module in model.modules():
+        own = sum(p.numel() for p in module.parameters(recurse=False))
+        if not own:
+            continue
+        if isinstance(module, nn.Conv2d):
+            kind = "x".join(map(str, module.kernel_size)) + " conv"
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+            kind = "BatchNorm"
+        else:
+            kind = type(module).__name__
+        counts[kind] = counts.get(kind, 0) + own
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))

@@ -94,3 +94,25 @@ def test_try_network_trains_and_reports_the_run(make_data, tmp_path):
     assert run.header["model"]["options"] == {"dropout": 0.3}
     with pytest.raises(Exception, match="exists|already"):
         explore.try_network("wrn-10-1", make_data(), recipe, tmp_path, dropout=0.3, device="cpu")
+
+
+def test_cost_table_counts_each_network_and_quotes_the_paper_where_it_has_a_figure():
+    table = explore.cost_table(["wrn-40-1", "wrn-10-1"], batch_size=2)
+    for name in ("wrn-40-1", "wrn-10-1"):
+        model = dk.build_model(name)
+        row = table.loc[name.upper()]
+        assert row.params_m == dk.count_params(model) / 1e6 and row.macs_g == dk.count_macs(model) / 1e9
+        assert row.train_img_s > 0
+    assert table.loc["WRN-40-1"].paper_error_pct == 6.85  # the width/depth table's figure
+    assert table.loc["WRN-10-1"].isna().paper_error_pct  # the paper trained no WRN-10-1
+
+
+def test_param_breakdown_splits_a_wrn_count_by_layer_kind():
+    parts = explore.param_breakdown(dk.build_model("wrn-10-2"))
+    widths = (16, 32, 64, 128)  # stem, then one block per stage at 16k, 32k, 64k with k=2
+    convs3 = 9 * (3 * 16 + sum(a * b + b * b for a, b in zip(widths, widths[1:])))
+    assert parts["3x3 conv"] == convs3
+    assert parts["1x1 conv"] == sum(a * b for a, b in zip(widths, widths[1:]))  # a shortcut where the width changes
+    assert parts["BatchNorm"] == 2 * sum(a + b for a, b in zip(widths, widths[1:])) + 2 * 128  # 2 BNs a block, final BN
+    assert parts["Linear"] == 128 * 10 + 10
+    assert sum(parts.values()) == dk.count_params(dk.build_model("wrn-10-2"))
