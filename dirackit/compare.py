@@ -124,24 +124,19 @@ class Control:
     paper: str  # the paper's own figures for the claim, with their source
 
 
-def _figures(paper: papers.Paper, a: str, b: str, dataset: str = "CIFAR-10") -> str:
-    return f"{paper.figure(a, dataset)} vs {paper.figure(b, dataset)}"
-
-
 CONTROLS: tuple[Control, ...] = (
     Control("dirac", r"diracnet-(\d+-\d+)", r"plain-\1",
             "a DiracNet trains where the same chain with ordinary convs falls behind",
-            _figures(papers.DIRACNET, "DiracNet-34-1", "plain-34-1") + "; plain-100-1 is below 88% (same figure)"),
+            papers.DIRACNET.versus("DiracNet-34-1", "plain-34-1") + "; plain-100-1 is below 88% (same figure)"),
     Control("wrn", r"wrn-\d+-\d+", r"preresnet-\d+", "a wide, shallow ResNet beats a thin, deep one",
-            _figures(papers.WRN, "WRN-40-4", "pre-act ResNet-1001") + "; 8.9 M vs 10.2 M parameters"),
+            papers.WRN.versus("WRN-40-4", "pre-act ResNet-1001") + "; 8.9 M vs 10.2 M parameters"),
     Control("dgconv", r"g-resnext-(.+)", r"resnext-\1",
             "learned channel groups (G-ResNeXt) beat fixed groups (ResNeXt) at the same connection budget",
-            "no CIFAR figure from the authors that we could find; "
-            + _figures(papers.DGCONV, "G-ResNeXt-50", "ResNeXt-50 (32x4d)", "ImageNet")),
+            papers.DGCONV.versus("G-ResNeXt-50", "ResNeXt-50 (32x4d)")),
     Control("dbb", r"(.+)-dbb", r"\1", "training with Diverse Branch Blocks beats the same plain network",
-            _figures(papers.DBB, "VGG-16 + DBB", "VGG-16")),
+            papers.DBB.versus("VGG-16 + DBB", "VGG-16")),
     Control("odbb", r"(.+)-odbb", r"\1", "training with online Diverse Branch Blocks beats the same plain network",
-            _figures(papers.DBB, "VGG-16 + DBB", "VGG-16") + " (offline DBB; the online variant is OREPA's)"),
+            papers.DBB.versus("VGG-16 + DBB", "VGG-16") + " (offline DBB; the online variant is OREPA's)"),
 )
 
 
