@@ -120,6 +120,19 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_checkpoint(tmp_pa
     assert len(dk.RunLog.read(tmp_path).rows) == 1
 
 
+def test_nan_in_the_first_epoch_says_to_start_in_a_new_folder_which_then_trains(tmp_path, tiny_data):
+    with pytest.raises(TrainingDiverged, match=r"no checkpoint was written yet, so start again in a new folder or "
+                                               r"delete " + str(tmp_path / "first")):
+        dk.fit(Explodes(at=1), tiny_data, TINY.replace(epochs=1), out=tmp_path / "first", progress=False,
+               device="cpu")
+    with pytest.raises(RunFolderError):  # the folder keeps the failed run's config.json and log.jsonl
+        dk.fit(dk.build_model("wrn-10-1", num_classes=4), tiny_data, TINY.replace(epochs=1), out=tmp_path / "first",
+               progress=False, device="cpu")
+    run = dk.fit(dk.build_model("wrn-10-1", num_classes=4), tiny_data, TINY.replace(epochs=1),
+                 out=tmp_path / "second", progress=False, device="cpu")
+    assert len(run.rows) == 1
+
+
 def test_refuses_to_overwrite_or_to_resume_a_different_run(tmp_path, tiny_data):
     model = dk.build_model("wrn-10-1", num_classes=4)
     dk.fit(model, tiny_data, TINY.replace(epochs=1), out=tmp_path, progress=False, device="cpu")

@@ -421,8 +421,11 @@ def _raise_if_evaluation_diverged(test_loss: float, epoch: int, checkpoint: Path
 
 
 def _last_good(epoch: int, checkpoint: Path | None) -> str:
-    return (f"the last good checkpoint ({epoch} epochs) is {checkpoint}" if checkpoint and checkpoint.exists()
-            else "no checkpoint was written yet")
+    if checkpoint and checkpoint.exists():
+        return f"the last good checkpoint ({epoch} epochs) is {checkpoint}"
+    if checkpoint:  # the folder keeps config.json and log.jsonl, which a new run there refuses to overwrite
+        return f"no checkpoint was written yet, so start again in a new folder or delete {checkpoint.parent}"
+    return "no checkpoint was written yet"
 
 
 def _sync(device: torch.device) -> None:
