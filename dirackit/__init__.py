@@ -1,12 +1,13 @@
 """dirackit: Wide ResNets, DiracNets, DGConv and Diverse Branch Blocks on CIFAR.
 
 The public API. Plotting lives in ``dirackit.viz`` and is imported on first use, so importing
-dirackit never pulls in matplotlib, bokeh or ipywidgets.
+dirackit never pulls in matplotlib, bokeh or ipywidgets; ``dirackit.reference`` too, so that
+``python -m dirackit.reference`` runs it as a script without importing it twice.
 """
 from __future__ import annotations
 
 from . import models  # registers every model family (the registry itself imports none)
-from . import claims, compare, course, explore, layers, loggers, papers, recipes, reference, stats
+from . import claims, compare, course, explore, layers, loggers, papers, recipes, stats
 from .data import CifarData, DataError, GpuLoader, load_cifar
 from .estimate import estimate_run_time
 from .folding import check_fold, fold
@@ -27,7 +28,7 @@ __all__ = ["build_model", "list_models", "model_card", "paper_recipe", "count_pa
 
 
 def __getattr__(name: str):
-    if name == "viz":
+    if name in ("viz", "reference"):
         import importlib
-        return importlib.import_module(".viz", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'dirackit' has no attribute {name!r}")

@@ -33,13 +33,13 @@ import torch
 
 from . import papers
 from .checkpoint import CheckpointError
-from .compare import compare_runs
+from .compare import compare_runs, contradiction_note
 from .data import CifarData, load_cifar
 from .recipes import Recipe, get_recipe
 from .registry import build_model
 from .runlog import CHECKPOINT, CONFIG, LOG, TEST_CORRECT, RunLog
 from .claims import Finding, compared
-from .stats import NOISE, accuracy_interval
+from .stats import CONTRADICTED, NOISE, accuracy_interval
 from .train import TrainingDiverged, fit
 
 __all__ = ["Reference", "Pair", "Evidence", "PLAN", "CPU_PLAN", "PLANS", "PAIRS", "run_plan", "export", "table",
@@ -356,7 +356,8 @@ class Evidence:
 def evidence(key: str, results_dir: str | Path = "results/cpu", plan: str = "cpu") -> Evidence:
     """The reference runs of ``plan`` that test the claim ``key`` ("dirac", "wrn", "dbb", "odbb",
     "dgconv"), read from ``results_dir``: each seed's paired verdict on the full test set, beside the
-    paper's figure. Missing runs are not an error: ``missing`` says what is absent and how to make it."""
+    paper's figure; a contradicted one carries its likely cause, computed from the two logs. Missing
+    runs are not an error: ``missing`` says what is absent and how to make it."""
     pair = next((p for p in PAIRS[plan] if p.key == key), None)
     if pair is None:
         raise ValueError(f"no {plan} reference pair {key!r}; known: {', '.join(p.key for p in PAIRS[plan])}")
@@ -364,7 +365,9 @@ def evidence(key: str, results_dir: str | Path = "results/cpu", plan: str = "cpu
     for a, b, folders in _finished_seeds(pair, results_dir):
         runs += folders
         claim = f"{pair.claim} [{a} vs {b}]"
-        findings.append(compared(claim, compare_runs(*folders, a=a, b=b), paper=pair.paper))
+        comparison = compare_runs(*folders, a=a, b=b)
+        note = contradiction_note(*folders) if comparison.verdict == CONTRADICTED else None  # why, from the logs
+        findings.append(compared(claim, comparison, paper=pair.paper, note=note))
     missing = "" if findings else (
         f"{Path(results_dir) / pair.a} and {Path(results_dir) / pair.b} are not both there; train them with "
         f"python -m dirackit.reference run --plan {plan} --only {pair.a} {pair.b} --budget SECONDS, then export")

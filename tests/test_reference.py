@@ -1,5 +1,6 @@
 """The reference-run plan: trained in order across time-limited calls, exported small, tabled beside the papers."""
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -7,8 +8,10 @@ import torch
 import dirackit as dk
 from dirackit import reference
 from dirackit.reference import CPU_PLAN, PAIRS, PLAN, PLANS, Pair, Reference, export, pair_table, run_plan, table
+from dirackit.compare import compare_runs
 from dirackit.registry import model_card
 from dirackit.runlog import TIMING_COLUMNS
+from dirackit.stats import CONTRADICTED, SHOWN
 
 TINY = dk.recipes.WRN.replace(epochs=2, batch_size=16, lr=0.05, milestones=(1,))
 
@@ -149,5 +152,11 @@ def test_evidence_reads_a_pair_from_results_or_says_how_to_make_it(tmp_path, tin
     found = reference.evidence("dirac", tmp_path)
     assert [f.claim for f in found.findings] == ["a beats b [first vs second]"] and found.runs[0].name == "first"
     assert found.findings[0].paper == "paper figure" and found.findings[0].low is not None
+    for low, high, verdict in ((0.01, 0.02, SHOWN), (-0.02, -0.01, CONTRADICTED)):  # the same logs, either verdict
+        monkeypatch.setattr(reference, "compare_runs",
+                            lambda *args, **kw: replace(compare_runs(*args, **kw), low=low, high=high))
+        finding = reference.evidence("dirac", tmp_path).findings[0]
+        assert finding.verdict == verdict
+        assert ("training images" in finding.note) == (verdict == CONTRADICTED)  # a contradiction says why
     with pytest.raises(ValueError, match="no cpu reference pair 'vit'"):
         reference.evidence("vit", tmp_path)
