@@ -224,11 +224,22 @@ def _needed(ref: Reference, plan: Sequence[Reference], runs_dir: Path) -> bool:
     return finished and compare_runs(*folders).verdict == NOISE
 
 
+def _shipped_header(header: dict) -> dict:
+    """``header`` with the data source reduced to its file name (``cifar10`` and the like stay)."""
+    data = header.get("data", {})
+    source = data.get("source")
+    if isinstance(source, str) and ("/" in source or "\\" in source):
+        data = {**data, "source": Path(source).name}
+    return {**header, "data": data}
+
+
 def export(plan: Sequence[Reference], runs_dir: str | Path, results_dir: str | Path,
            plan_name: str = "gpu") -> list[Path]:
     """Copy each started run's ``config.json``, ``log.jsonl`` and ``test_correct.json`` into
     ``results_dir/<name>/`` with a ``reference.json`` (plan entry, progress, the command that trains
-    it). Checks every run first (``_check_exportable``) and copies nothing if one fails."""
+    it). Checks every run first (``_check_exportable``) and copies nothing if one fails. The data
+    source is shipped as its file name: its sha256 identifies it, and the folder it was read from is
+    a fact about the machine that trained it."""
     runs = {ref: RunLog.read(Path(runs_dir) / ref.name) for ref in plan if (Path(runs_dir) / ref.name / CONFIG).is_file()}
     for ref, run in runs.items():
         _check_exportable(ref, run, Path(results_dir) / ref.name)
@@ -236,7 +247,8 @@ def export(plan: Sequence[Reference], runs_dir: str | Path, results_dir: str | P
     for ref, run in runs.items():
         target = Path(results_dir) / ref.name
         target.mkdir(parents=True, exist_ok=True)
-        for name in (CONFIG, LOG, TEST_CORRECT):
+        (target / CONFIG).write_text(json.dumps(_shipped_header(run.header), indent=1) + "\n")
+        for name in (LOG, TEST_CORRECT):
             if (run.dir / name).is_file():
                 shutil.copyfile(run.dir / name, target / name)
         note = {**asdict(ref), "plan": plan_name, "planned_epochs": ref.planned_epochs, "epochs_done": len(run.rows),

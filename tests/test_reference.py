@@ -108,6 +108,14 @@ def test_export_ships_log_and_provenance_but_no_checkpoint_and_table_reads_them(
     assert shown.loc["first", "paper_error_%"] == 5.0 and "synthetic" in shown.loc["first", "data"]
 
 
+def test_shipped_provenance_names_the_data_by_file_not_by_the_folder_it_was_read_from():
+    header = {"model": {"name": "wrn-10-2"}, "data": {"source": "/home/me/data/cifar10-jpeg.tar.xz", "sha256": "ab"}}
+    shipped = reference._shipped_header(header)
+    assert shipped["data"] == {"source": "cifar10-jpeg.tar.xz", "sha256": "ab"} and shipped["model"] == header["model"]
+    assert header["data"]["source"].startswith("/home")  # the run's own config.json is untouched
+    assert reference._shipped_header({"data": {"source": "cifar10"}})["data"]["source"] == "cifar10"
+
+
 def test_export_refuses_an_oversized_file_a_shorter_run_or_another_setup_and_copies_nothing(tmp_path, tiny_data,
                                                                                                tiny_plan, monkeypatch):
     runs, results = tmp_path / "runs", tmp_path / "results"
