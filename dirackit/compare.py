@@ -164,8 +164,8 @@ def pair_findings(table, controls: Iterable[Control] = CONTROLS) -> list[Finding
 
 def contradiction_note(run_a: str | os.PathLike, run_b: str | os.PathLike) -> str:
     """Why a short run can contradict a paper, from the runs' own logs: how long ``run_a`` trained
-    against its paper's recipe, and whether it lost already on its training images (it has not caught
-    up yet) or only on the test images (it generalises worse here)."""
+    against its paper's recipe, and whether it is behind already on its training images (a longer run
+    may close the gap: the logs cannot say) or only on the test images (it generalises worse here)."""
     logs = [RunLog.read(run_a), RunLog.read(run_b)]
     (a, b), (fit_a, fit_b) = ([log.header["model"]["name"] for log in logs], [log.last["train_acc"] for log in logs])
     images = logs[0].header.get("data", {}).get("train_images", 0)
@@ -175,9 +175,10 @@ def contradiction_note(run_a: str | os.PathLike, run_b: str | os.PathLike) -> st
               f"{paper_epochs} epochs on the full training set)")
     if fit_a < fit_b:
         return (f"{length}, {a} also fits its training images less well than {b} (train accuracy {fit_a:.1%} vs "
-                f"{fit_b:.1%}): it has not caught up in a run this short")
+                f"{fit_b:.1%}): it is behind in training, not only in generalisation, and a run of its paper's "
+                f"length may close the gap")
     return (f"{length}, {a} fits its training images as well as {b} or better (train accuracy {fit_a:.1%} vs "
-            f"{fit_b:.1%}) yet tests worse: here it generalises worse")
+            f"{fit_b:.1%}) yet tests worse: in this run it generalises worse")
 
 
 @dataclass(frozen=True)

@@ -216,12 +216,15 @@ def run_plan(plan: Sequence[Reference], data: CifarData, runs_dir: str | Path, b
 def _needed(ref: Reference, plan: Sequence[Reference], runs_dir: Path) -> bool:
     """False for a conditional second seed whose pair's first seeds differ beyond noise (or are not
     both finished yet: the plan lists the second seeds last, so they are by then)."""
-    if ref.if_noise is None:
-        return True
+    return ref.if_noise is None or _first_pair_verdict(ref, plan, runs_dir) == NOISE
+
+
+def _first_pair_verdict(ref: Reference, plan: Sequence[Reference], runs_dir: Path) -> str | None:
+    """The verdict of the pair a conditional second seed waits on; None until both of its runs finish."""
     planned = {r.name: r.planned_epochs for r in plan}
     folders = [runs_dir / name for name in ref.if_noise]
     finished = all((f / CONFIG).is_file() and len(RunLog.read(f).rows) >= planned.get(f.name, 0) for f in folders)
-    return finished and compare_runs(*folders).verdict == NOISE
+    return compare_runs(*folders).verdict if finished else None
 
 
 def _shipped_header(header: dict) -> dict:
@@ -286,7 +289,7 @@ def _check_exportable(ref: Reference, run: RunLog, shipped: Path) -> None:
 def table(plan: Sequence[Reference], results_dir: str | Path):
     """One row per plan entry: epochs done, our final CIFAR-10 test error with its 95% interval, the
     paper's, the hours it trained, and the device and data it ran on (empty where the run is not in
-    ``results_dir``)."""
+    ``results_dir``; a second seed whose pair already differs beyond noise reads "not needed")."""
     import pandas as pd
     rows = []
     for ref in plan:
@@ -297,6 +300,8 @@ def table(plan: Sequence[Reference], results_dir: str | Path):
                "seed": ref.seed, "epochs": f"{len(run.rows) if run else 0}/{ref.planned_epochs}",
                "error_%": float("nan"), "95%_interval": "", "paper_error_%": ref.paper_error,
                "paper": ref.paper_source}
+        if ref.if_noise and not run and _first_pair_verdict(ref, plan, Path(results_dir)) not in (None, NOISE):
+            row["epochs"] = "not needed"  # its pair already differs beyond noise
         if run and run.rows:
             n = run.header.get("data", {}).get("test_images") or 0
             acc = run.last["test_acc"]
@@ -426,6 +431,9 @@ def main(argv: list[str] | None = None) -> int:
             if len(pairs):
                 print("\nEach claim, tested on the same test images (95% interval of the difference, McNemar):")
                 print(pairs.drop(columns=["claim", "paper"]).to_string(index=False))
+            print("\nThe papers' figures for each claim (their own networks at full length):")
+            for pair in PAIRS[args.plan]:
+                print(f"  {pair.key}: {pair.claim}. Paper: {pair.paper}")
             return 0
         if args.command == "export":
             for folder in export(plan, runs_dir, results_dir, plan_name=args.plan):

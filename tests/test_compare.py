@@ -87,11 +87,11 @@ def test_each_idea_meets_its_own_control_and_takes_its_verdict_from_the_runs(tmp
     assert all(f.paper and "CIFAR-10" in findings[0].paper for f in findings) and "McNemar" in findings[0].evidence
     assert [bool(f.note) for f in findings] == [False, True, True, False]  # why not, for noise and contradiction
     assert findings[1].note.startswith("after 1 epoch on 2,000 training images (its paper's recipe runs 300 epochs")
-    assert findings[1].note.endswith("yet tests worse: here it generalises worse")  # both fit their training images equally (0.5)
+    assert findings[1].note.endswith("yet tests worse: in this run it generalises worse")  # both fit their training images equally (0.5)
     fake_run(tmp_path / "short", "g-resnext-11-8x4d", correctness(1000, 200), train_acc=0.3)
     fake_run(tmp_path / "short", "resnext-11-8x4d", correctness(1000, 350))
     note = compare.pair_findings(compare.summarize_runs(tmp_path / "short"))[0].note
-    assert "train accuracy 30.0% vs 50.0%): it has not caught up" in note
+    assert "train accuracy 30.0% vs 50.0%): it is behind in training, not only in generalisation" in note
 
 
 def test_the_most_accurate_run_names_the_runs_a_test_set_this_size_cannot_tell_apart(tmp_path):

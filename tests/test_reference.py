@@ -67,6 +67,10 @@ def test_a_second_seed_trains_only_when_the_first_pair_is_within_noise(tmp_path,
     lone = Reference("lone", "wrn-10-1", "wrn", seed=6, if_noise=("first", "twin"))
     assert run_plan((tiny_plan[0], twin, lone), tiny_data, runs, budget=600, device="cpu")
     assert not (runs / "lone").exists()
+    shown = table((tiny_plan[0], twin, lone), runs).set_index("run").epochs
+    assert shown["lone"] == "not needed" and shown["twin"] == "2/2"
+    waiting = replace(lone, if_noise=("first", "untrained"))  # its pair is not complete: it may still be needed
+    assert table((tiny_plan[0], waiting), runs).set_index("run").epochs["lone"] == "0/2"
 
 
 def test_budgeted_calls_train_the_plan_in_order_and_resume_to_the_uninterrupted_logs(tmp_path, tiny_data,
@@ -142,6 +146,7 @@ def test_command_line_table_and_bad_entry(tmp_path, capsys):
     assert reference.main(["table", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert all(r.name in out for r in PLAN) and "0/200" in out
+    assert all(f"{p.key}: {p.claim}. Paper: {p.paper}" in out for p in PAIRS["gpu"])
     with pytest.raises(SystemExit) as stop:
         reference.main(["run", "--budget", "5", "--only", "wrn-28-100"])
     assert stop.value.code == 2 and "not in the gpu plan: wrn-28-100" in capsys.readouterr().err
