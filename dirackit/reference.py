@@ -255,7 +255,7 @@ def export(plan: Sequence[Reference], runs_dir: str | Path, results_dir: str | P
             if (run.dir / name).is_file():
                 shutil.copyfile(run.dir / name, target / name)
         note = {**asdict(ref), "plan": plan_name, "planned_epochs": ref.planned_epochs, "epochs_done": len(run.rows),
-                "train_hours": round(sum(r["seconds"] + r["eval_seconds"] for r in run.rows) / 3600, 3),
+                "train_hours": round(run.seconds / 3600, 3),
                 "command": f"python -m dirackit.reference run --plan {plan_name} --only {ref.name} --budget SECONDS "
                            f"(repeated until it prints that the plan is finished)",
                 "exported": date.today().isoformat()}
@@ -308,7 +308,7 @@ def table(plan: Sequence[Reference], results_dir: str | Path):
             low, high = accuracy_interval(round(acc * n), n) if n else (float("nan"), float("nan"))
             row.update({"error_%": round(100 * (1 - acc), 2),
                         "95%_interval": f"{100 * (1 - high):.2f}-{100 * (1 - low):.2f}",
-                        "hours": round(sum(r["seconds"] + r["eval_seconds"] for r in run.rows) / 3600, 2)})
+                        "hours": round(run.seconds / 3600, 2)})
         if run:
             data = run.header.get("data", {})
             sessions = [run.header, *run.header.get("resumed", [])]  # a run split across jobs may change device
@@ -336,7 +336,7 @@ def pair_table(pairs: Sequence[Pair], results_dir: str | Path):
     for pair in pairs:
         for a, b, folders in _finished_seeds(pair, results_dir):
             c = compare_runs(*folders, a=a, b=b)
-            hours = [sum(r["seconds"] + r["eval_seconds"] for r in RunLog.read(f).rows) / 3600 for f in folders]
+            hours = [RunLog.read(f).seconds / 3600 for f in folders]
             rows.append({"claim": pair.claim, "a": a, "b": b, "acc_a_%": round(100 * c.acc_a, 2),
                          "acc_b_%": round(100 * c.acc_b, 2), "difference_points": round(100 * c.difference, 2),
                          "95%_interval": f"{100 * c.low:+.2f} to {100 * c.high:+.2f}",

@@ -117,6 +117,11 @@ class RunLog:
     def last(self) -> dict:
         return self.rows[-1] if self.rows else {}
 
+    @property
+    def seconds(self) -> float:
+        """Wall-clock time of the logged epochs, training and evaluation (what a run cost)."""
+        return sum(r["seconds"] + r["eval_seconds"] for r in self.rows)
+
     def __repr__(self) -> str:
         name = self.header.get("model", {}).get("name", "?")
         return f"RunLog({name}, {len(self.rows)} epochs, dir={self.dir})"

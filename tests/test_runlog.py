@@ -22,6 +22,14 @@ def test_a_run_folder_reads_back_as_written(tmp_path):
     assert list(again.frame()["epoch"]) == [1, 2, 3] and "wrn-10-1" in repr(again)
 
 
+def test_a_runs_cost_counts_training_and_evaluation_of_every_epoch(tmp_path):
+    run = RunLog.create(tmp_path, {"model": {"name": "x"}})
+    assert run.seconds == 0
+    for seconds, eval_seconds in ((100.0, 5.0), (80.0, 4.5)):
+        run.append({"epoch": 1, "seconds": seconds, "eval_seconds": eval_seconds})
+    assert RunLog.read(tmp_path).seconds == pytest.approx(189.5)
+
+
 def test_a_torn_last_line_is_dropped(tmp_path):
     _write(tmp_path, "x", 2)
     with open(tmp_path / LOG, "a") as f:
